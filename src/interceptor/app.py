@@ -1,0 +1,57 @@
+"""Lambda entry point (`interceptor.app.lambda_handler`): builds everything expensive once per container.
+
+A bad setting or policy set does not crash the init: the container comes up and refuses every request
+with a message saying why, while the log names the exact problem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from interceptor.audit import Auditor
+from interceptor.config import ConfigError, Mode, Settings
+from interceptor.keys import DiscoverySource, HttpFetcher, KeySource, KeyStore, PinnedSource
+from interceptor.pipeline import Broken, Interceptor
+from interceptor.policy import PolicyEngine, PolicySetInvalid
+from interceptor.reasons import Reason
+from interceptor.tokens import TokenVerifier
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "teleport-agentcore-interceptor"))
+
+
+def build(env: Mapping[str, str]) -> Interceptor:
+    """Wire the pipeline from environment settings; never raises."""
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        logger.error("interceptor misconfigured; refusing every request", extra={"problems": exc.problems})
+        broken = Broken(Reason.MISCONFIGURED)
+        return Interceptor(broken, broken, Mode.ENFORCE, Auditor(logger))
+    source: KeySource
+    if settings.pinned_jwks is not None:
+        source = PinnedSource(settings.pinned_jwks)
+    else:
+        source = DiscoverySource(settings.issuer, settings.discovery_url, HttpFetcher(settings.http_timeout_s))
+    keys = KeyStore(source, settings.jwks_ttl_s, settings.jwks_cooldown_s)
+    verifier = TokenVerifier(settings.issuer, settings.audience, keys, settings.leeway_s, settings.token_cache_size)
+    engine: PolicyEngine | Broken
+    try:
+        engine = PolicyEngine.load(settings.policy_dir)
+        logger.info("policies loaded", extra={"files": list(engine.files), "tools": len(engine.tools)})
+    except PolicySetInvalid as exc:
+        logger.error("policy set invalid; refusing every request", extra={"problems": exc.problems})
+        engine = Broken(Reason.POLICY_SET_INVALID)
+    return Interceptor(verifier, engine, settings.mode, Auditor(logger))
+
+
+INTERCEPTOR = build(os.environ)
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """AgentCore Gateway REQUEST/RESPONSE interceptor."""
+    return INTERCEPTOR.handle(event, getattr(context, "aws_request_id", None))

@@ -1,0 +1,156 @@
+"""Settings from environment variables, validated once at cold start.
+
+Every problem is collected (not just the first) so one deploy fixes them all; values are never echoed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BUNDLED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
+
+
+class Mode(StrEnum):
+    """`enforce` refuses what policy denies; `log_only` records the denial and forwards the call."""
+
+    ENFORCE = "enforce"
+    LOG_ONLY = "log_only"
+
+
+class ConfigError(Exception):
+    """One or more settings are missing or invalid; `problems` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated interceptor configuration (see the README's configuration table)."""
+
+    issuer: str
+    audience: str
+    pinned_jwks: str | None = None
+    policy_dir: Path = BUNDLED_POLICY_DIR
+    mode: Mode = Mode.ENFORCE
+    leeway_s: int = 30
+    jwks_ttl_s: int = 3600
+    jwks_cooldown_s: int = 30
+    http_timeout_s: float = 3.0
+    token_cache_size: int = 1024
+
+    @property
+    def discovery_url(self) -> str:
+        """Where Teleport publishes its OIDC discovery document."""
+        return self.issuer + "/.well-known/openid-configuration"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate settings; raise ConfigError listing every problem."""
+        problems: list[str] = []
+        issuer = _issuer(env.get("TELEPORT_ISSUER", ""), problems)
+        audience = env.get("TELEPORT_AUDIENCE", "").strip()
+        if not audience:
+            problems.append("TELEPORT_AUDIENCE is required (the Teleport MCP app URI, mcp+https://<gateway>/mcp)")
+        elif any(c.isspace() for c in audience):
+            problems.append("TELEPORT_AUDIENCE must not contain whitespace")
+        pinned = _pinned_jwks(env.get("TELEPORT_JWKS", "").strip(), problems)
+        policy_dir = Path(env.get("POLICY_DIR") or BUNDLED_POLICY_DIR)
+        if not policy_dir.is_dir():
+            problems.append("POLICY_DIR is not a directory")
+        mode_text = (env.get("ENFORCEMENT_MODE") or Mode.ENFORCE.value).strip().lower()
+        if mode_text not in {m.value for m in Mode}:
+            problems.append("ENFORCEMENT_MODE must be 'enforce' or 'log_only'")
+        settings = cls(
+            issuer=issuer,
+            audience=audience,
+            pinned_jwks=pinned,
+            policy_dir=policy_dir,
+            mode=Mode(mode_text) if mode_text in {m.value for m in Mode} else Mode.ENFORCE,
+            leeway_s=int(_number(env, "CLOCK_LEEWAY_SECONDS", 30, 0, 300, problems)),
+            jwks_ttl_s=int(_number(env, "JWKS_CACHE_TTL_SECONDS", 3600, 60, 86400, problems)),
+            jwks_cooldown_s=int(_number(env, "JWKS_REFRESH_COOLDOWN_SECONDS", 30, 1, 3600, problems)),
+            http_timeout_s=_number(env, "JWKS_HTTP_TIMEOUT_SECONDS", 3.0, 0.5, 10.0, problems),
+            token_cache_size=int(_number(env, "TOKEN_CACHE_SIZE", 1024, 0, 100_000, problems)),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback IPs, the only hosts allowed over plain http."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_fetch_url(url: str) -> str | None:
+    """Why `url` may not be fetched (None when it may): https only, plain http only to loopback."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return None
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
+        return None
+    return "must use https (plain http only to a loopback address)"
+
+
+def _issuer(raw: str, problems: list[str]) -> str:
+    issuer = raw.strip()
+    if not issuer:
+        problems.append("TELEPORT_ISSUER is required (the Teleport proxy URL, e.g. https://teleport.example.com)")
+        return issuer
+    if (why := check_fetch_url(issuer)) is not None:
+        problems.append(f"TELEPORT_ISSUER {why}")
+    parts = urlsplit(issuer)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        problems.append("TELEPORT_ISSUER must be a bare URL (no query, fragment or credentials)")
+    if issuer.endswith("/"):
+        problems.append("TELEPORT_ISSUER must not end with '/': Teleport's iss claim has no trailing slash")
+    return issuer
+
+
+def _pinned_jwks(raw: str, problems: list[str]) -> str | None:
+    if not raw:
+        return None
+    text = raw
+    if not raw.startswith("{"):
+        try:
+            text = Path(raw).read_text(encoding="utf-8")
+        except OSError:
+            problems.append("TELEPORT_JWKS is neither JSON text nor a readable file")
+            return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        problems.append("TELEPORT_JWKS is not valid JSON")
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        problems.append("TELEPORT_JWKS must be a JWKS object with a 'keys' list")
+        return None
+    return text
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"{name} must be a number")
+        return default
+    if not low <= value <= high:
+        problems.append(f"{name} must be between {low:g} and {high:g}")
+        return default
+    return value

@@ -1,0 +1,157 @@
+"""The request pipeline: event -> parse -> authenticate -> authorize -> stamp -> respond, plus audit.
+
+`Interceptor.handle` never raises: every failure becomes a refusal in the gateway's contract.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from interceptor import contract
+from interceptor.audit import Auditor, AuditRecord
+from interceptor.config import Mode
+from interceptor.contract import MalformedEvent, McpRequest
+from interceptor.keys import IdpUnavailable
+from interceptor.policy import Decision, PolicyEngine
+from interceptor.reasons import Reason, message
+from interceptor.stamping import split_reserved, stamp
+from interceptor.tokens import AuthError, Identity, TokenVerifier, bearer_token
+
+logger = Logger(child=True)
+
+_STATUS: dict[Reason, int] = {
+    Reason.MISCONFIGURED: 500,
+    Reason.POLICY_SET_INVALID: 500,
+    Reason.HEADERS_MISSING: 500,
+    Reason.INTERNAL_ERROR: 500,
+    Reason.IDP_UNAVAILABLE: 503,
+    Reason.REQUEST_MALFORMED: 400,
+    Reason.UNSUPPORTED_TARGET: 400,
+}
+_POLICY_REASONS = frozenset({Reason.POLICY_DENIED, Reason.TOOL_UNKNOWN, Reason.POLICY_ERROR})
+
+
+class Refusal(Exception):
+    """Stop the pipeline and answer with `reason`; `detail` goes to the logs only."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A container that cannot serve: every request is refused with `reason` (problems are logged at init)."""
+
+    reason: Reason
+
+
+class Interceptor:
+    """Serves both interception points for one container's settings, keys and policies."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier | Broken,
+        engine: PolicyEngine | Broken,
+        mode: Mode,
+        auditor: Auditor,
+    ) -> None:
+        self._verifier = verifier
+        self._engine = engine
+        self._mode = mode
+        self._auditor = auditor
+
+    def handle(self, event: Any, lambda_request_id: str | None = None) -> dict[str, Any]:
+        """Answer one interceptor event; always a valid interceptor output, never an exception."""
+        started = time.perf_counter_ns()
+        record = AuditRecord(phase="REQUEST", mode=self._mode.value, lambda_request_id=lambda_request_id)
+        try:
+            output = self._handle(event, record)
+        except MalformedEvent as exc:
+            record.reason, record.detail = exc.reason.value, exc.detail
+            output = _refuse(exc.reason, exc.rpc_id, exc.target_kind)
+        except Exception:
+            logger.exception("unexpected error; request refused")
+            record.reason, record.forwarded, record.decision = Reason.INTERNAL_ERROR.value, False, "deny"
+            output = _refuse(Reason.INTERNAL_ERROR, record.rpc_id)
+        record.latency_us = (time.perf_counter_ns() - started) // 1000
+        self._auditor.write(record)
+        return output
+
+    def _handle(self, event: Any, record: AuditRecord) -> dict[str, Any]:
+        if isinstance(event, Mapping) and contract.is_response_phase(event):
+            record.phase = "RESPONSE"
+            response = contract.parse_response(event)
+            _describe(record, response.request)
+            record.decision, record.forwarded, record.reason = "allow", True, "passthrough"
+            return contract.respond(response.status_code, response.body)
+        request = contract.parse_request(event)
+        _describe(record, request)
+        try:
+            identity = self._authenticate(request)
+        except Refusal as refusal:
+            record.reason, record.detail = refusal.reason.value, refusal.detail
+            return _refuse(refusal.reason, request.rpc_id)
+        record.user, record.roles, record.bot = identity.user, list(identity.roles), identity.bot
+        if request.tool is None:
+            record.decision, record.forwarded, record.reason = "allow", True, Reason.ALLOWED.value
+            return contract.forward_request(request.body)
+        return self._authorize_call(request, request.tool, identity, record)
+
+    def _authenticate(self, request: McpRequest) -> Identity:
+        if isinstance(self._verifier, Broken):
+            raise Refusal(self._verifier.reason, "interceptor cannot serve (see init logs)")
+        if isinstance(self._engine, Broken):
+            raise Refusal(self._engine.reason, "interceptor cannot serve (see init logs)")
+        if request.headers is None:
+            raise Refusal(Reason.HEADERS_MISSING, "event has no headers: passRequestHeaders is off")
+        try:
+            return self._verifier.verify(bearer_token(request.headers))
+        except AuthError as exc:
+            raise Refusal(exc.reason, exc.detail) from None
+        except IdpUnavailable as exc:
+            raise Refusal(Reason.IDP_UNAVAILABLE, str(exc)) from None
+
+    def _authorize_call(
+        self, request: McpRequest, tool: str, identity: Identity, record: AuditRecord
+    ) -> dict[str, Any]:
+        assert not isinstance(self._engine, Broken)  # _authenticate refused already
+        arguments, spoofed = split_reserved(request.arguments)
+        record.argument_names, record.spoofed_arguments = sorted(arguments), list(spoofed)
+        decision = self._engine.authorize(identity, tool, arguments)
+        _record_decision(record, decision)
+        if decision.allowed or (self._mode is Mode.LOG_ONLY and decision.reason in _POLICY_REASONS):
+            record.forwarded = True
+            return contract.forward_request(stamp(request.body, arguments, identity))
+        text = (
+            f"Teleport user '{identity.user}' may not call tool '{tool}': {message(decision.reason)} "
+            f"(reason: {decision.reason.value})."
+        )
+        return contract.respond(200, contract.tool_error(request.rpc_id, text))
+
+
+def _describe(record: AuditRecord, request: McpRequest) -> None:
+    record.method, record.rpc_id, record.tool = request.method, request.rpc_id, request.tool
+    record.mcp_session_id = request.session_id
+
+
+def _record_decision(record: AuditRecord, decision: Decision) -> None:
+    record.decision = "allow" if decision.allowed else "deny"
+    record.reason = decision.reason.value
+    record.policy_ids = list(decision.policy_ids)
+    if decision.errors:
+        record.detail = "; ".join(decision.errors)
+        logger.error("policy evaluation errors; call refused", extra={"errors": list(decision.errors)})
+
+
+def _refuse(reason: Reason, rpc_id: Any, target_kind: str = "mcp") -> dict[str, Any]:
+    status = _STATUS.get(reason, 401)
+    code = {400: contract.INVALID_REQUEST, 401: contract.UNAUTHORIZED}.get(status, contract.INTERNAL)
+    text = f"{message(reason)} (reason: {reason.value})"
+    return contract.respond(status, contract.rpc_error(rpc_id, code, text), target_kind)

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Teleport-like OIDC issuer on 127.0.0.1 and interceptors wired to it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aws_lambda_powertools import Logger
+
+from devtools.issuer import Issuer
+from interceptor.app import build
+from interceptor.pipeline import Interceptor
+
+
+@pytest.fixture(scope="session")
+def served_issuer() -> Iterator[Issuer]:
+    with Issuer().serve() as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def issuer(served_issuer: Issuer) -> Iterator[Issuer]:
+    """The served issuer, reset to one fresh signing key and up, for each test."""
+    original = served_issuer.signing_key
+    yield served_issuer
+    served_issuer.signing_key = original
+    served_issuer.published = [original]
+    served_issuer.down = False
+    served_issuer.requests.clear()
+    served_issuer.discovery_overrides.clear()
+
+
+@pytest.fixture
+def env(issuer: Issuer) -> dict[str, str]:
+    return {"TELEPORT_ISSUER": issuer.url, "TELEPORT_AUDIENCE": issuer.audience}
+
+
+@pytest.fixture
+def make_interceptor(env: dict[str, str]) -> Callable[..., Interceptor]:
+    """Build an interceptor exactly as the Lambda does at cold start, with env overrides."""
+
+    def make(**overrides: str) -> Interceptor:
+        return build({**env, **overrides})
+
+    return make
+
+
+@pytest.fixture
+def interceptor(make_interceptor: Callable[..., Interceptor]) -> Interceptor:
+    return make_interceptor()
+
+
+@pytest.fixture
+def audit_lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[dict[str, Any]]]:
+    """The audit records written so far, parsed from the Powertools JSON log lines."""
+    Logger(service="teleport-agentcore-interceptor")  # ensure the service logger exists
+    caplog.set_level(logging.INFO)
+
+    def lines() -> list[dict[str, Any]]:
+        out = []
+        for rec in caplog.records:
+            if rec.getMessage() == "audit":
+                out.append(json.loads(json.dumps(rec.__dict__["audit"])))
+        return out
+
+    return lines
