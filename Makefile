@@ -9,7 +9,7 @@ PYTHON ?= $(shell for c in python$(PYTHON_VERSION) \
 	"$$c" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PYTHON_VERSION)".split("."))))' \
 	  >/dev/null 2>&1 && { command -v "$$c"; break; }; done)
 VENV := .venv
-VPY := $(VENV)/bin/python
+VPY := PYTHONPATH=src:. $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv test lint typecheck unit demo bench clean

@@ -129,10 +129,10 @@ class Interceptor:
         if decision.allowed or (self._mode is Mode.LOG_ONLY and decision.reason in _POLICY_REASONS):
             record.forwarded = True
             return contract.forward_request(stamp(request.body, arguments, identity))
-        text = (
-            f"Teleport user '{identity.user}' may not call tool '{tool}': {message(decision.reason)} "
-            f"(reason: {decision.reason.value})."
-        )
+        why = message(decision.reason)
+        if decision.reason is Reason.POLICY_DENIED and decision.policy_ids:
+            why = "forbidden by policy " + ", ".join(repr(p) for p in decision.policy_ids)
+        text = f"Teleport user '{identity.user}' may not call tool '{tool}': {why} (reason: {decision.reason.value})."
         return contract.respond(200, contract.tool_error(request.rpc_id, text))
 
 

@@ -1,0 +1,161 @@
+"""`make bench`: warm latency of an allowed tools/call and cold init, written to docs/benchmarks.md.
+
+Warm path: the handler on an allowed `tools/call`, split into token verification, Cedar authorization and
+the rest (parse, stamp, audit line), at 10 and 100 policies, with Teleport's per-session token reuse
+(verified-token cache hit) and with a fresh token every call (full RS256 verification). Cold init: a new
+interpreter importing `interceptor.app` (imports + settings + policy load), median of several runs.
+Medians and p99 from one run on this machine; compare ratios, not absolute numbers across machines.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from devtools.gateway import request_event, tool_call
+from devtools.issuer import Issuer
+from interceptor.app import build, logger
+from interceptor.config import BUNDLED_POLICY_DIR
+from interceptor.policy import PolicyEngine
+from interceptor.tokens import Identity, TokenVerifier
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "benchmarks.md"
+TOOLS = ["orders___get_order_tool", "orders___list_my_orders", "orders___update_order", "db___run_query"]
+
+
+def synthetic_policies(folder: Path, count: int) -> None:
+    """The bundled schema plus `count` policies spread over tools, roles and conditions (10 % forbids)."""
+    shutil.copy(BUNDLED_POLICY_DIR / "schema.cedarschema", folder)
+    lines = []
+    for i in range(count - 1):
+        tool = TOOLS[i % len(TOOLS)]
+        effect = "forbid" if i % 10 == 9 else "permit"
+        condition = {
+            "orders___get_order_tool": f'context.input.order_id == "{i}"',
+            "orders___list_my_orders": "principal.bot",
+            "orders___update_order": f'context.input.status == "s{i}"',
+            "db___run_query": f'principal.hasTag("db_names") && principal.getTag("db_names").contains("db{i}")',
+        }[tool]
+        lines.append(
+            f'@id("p{i}")\n{effect} (principal in Teleport::Role::"role{i}", '
+            f'action == Teleport::Action::"{tool}", resource) when {{ {condition} }};'
+        )
+    lines.append(
+        '@id("developers-read")\npermit (principal in Teleport::Role::"developer", '
+        'action in Teleport::Action::"orders", resource);'
+    )
+    (folder / "bench.cedar").write_text("\n".join(lines))
+
+
+def sample(fn: Callable[[], object], n: int) -> list[float]:
+    """Per-call latencies in microseconds."""
+    for _ in range(min(200, n)):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        fn()
+        out.append((time.perf_counter_ns() - t) / 1000)
+    return out
+
+
+def stats(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+def warm(issuer: Issuer, count: int, n: int) -> dict[str, tuple[float, float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic_policies(Path(tmp), count)
+        env = {"TELEPORT_ISSUER": issuer.url, "TELEPORT_AUDIENCE": issuer.audience, "POLICY_DIR": tmp}
+        cached = build(env)
+        uncached = build({**env, "TOKEN_CACHE_SIZE": "0"})
+        engine = PolicyEngine.load(Path(tmp))
+    token = issuer.mint(user="alice", roles=["developer", "role3", "role7"], traits={"db_names": ["db3"]})
+    event = request_event(tool_call("orders___get_order_tool", {"order_id": "42"}), token)
+    assert "transformedGatewayRequest" in cached.handle(event)["mcp"], "benchmark call must be allowed"
+    identity = Identity("alice", ("developer", "role3", "role7"), {"db_names": ("db3",)}, issuer.url, 0)
+    # Measuring the parts needs the wired verifiers (private on purpose: not an API).
+    verifier_cached, verifier_uncached = cached._verifier, uncached._verifier
+    assert isinstance(verifier_cached, TokenVerifier) and isinstance(verifier_uncached, TokenVerifier)
+    return {
+        "handler, token cached": stats(sample(lambda: cached.handle(event), n)),
+        "handler, token verified": stats(sample(lambda: uncached.handle(event), n // 4)),
+        "token verification (cache hit)": stats(sample(lambda: verifier_cached.verify(token), n)),
+        "token verification (RS256 + claims)": stats(sample(lambda: verifier_uncached.verify(token), n // 4)),
+        "authorization (Cedar)": stats(
+            sample(lambda: engine.authorize(identity, "orders___get_order_tool", {"order_id": "42"}), n)
+        ),
+    }
+
+
+def cold_init(issuer: Issuer, runs: int = 7) -> tuple[float, float]:
+    """Median wall time of a fresh interpreter importing the handler module, and of the policy load alone."""
+    code = (
+        "import time; t=time.perf_counter(); import interceptor.app as a; t1=time.perf_counter(); "
+        "from interceptor.policy import PolicyEngine; from interceptor.config import BUNDLED_POLICY_DIR; "
+        "t2=time.perf_counter(); PolicyEngine.load(BUNDLED_POLICY_DIR); "
+        "print((t1-t)*1000, (time.perf_counter()-t2)*1000)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'src'}",
+        "TELEPORT_ISSUER": issuer.url,
+        "TELEPORT_AUDIENCE": issuer.audience,
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    totals, loads = [], []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        total, load = map(float, out.stdout.split())
+        totals.append(total)
+        loads.append(load)
+    return statistics.median(totals), statistics.median(loads)
+
+
+def main() -> None:
+    for handler in logger.handlers:  # audit lines are still formatted and written, to a sink
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(io.StringIO())
+    n = int(os.environ.get("BENCH_N", "4000"))
+    rows = []
+    with Issuer().serve() as issuer:
+        for count in (10, 100):
+            for name, (median, p99) in warm(issuer, count, n).items():
+                rows.append(f"| {count} | {name} | {median:.1f} | {p99:.1f} |")
+        init_ms, load_ms = cold_init(issuer)
+    text = "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            f"Measured by `make bench` on {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; {n} iterations (a quarter for "
+            "full RS256 paths). Medians and p99 in microseconds from one run; the machine is shared, so compare "
+            "rows with each other rather than across runs.",
+            "",
+            "| policies | path | median (us) | p99 (us) |",
+            "|---:|---|---:|---:|",
+            *rows,
+            "",
+            f"Cold init (fresh interpreter, `import interceptor.app`: imports, settings, policy load; no JWKS fetch): "
+            f"median **{init_ms:.0f} ms**; of which loading and validating the bundled policies: {load_ms:.1f} ms.",
+            "",
+        ]
+    )
+    RESULTS.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
