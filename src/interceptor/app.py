@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from interceptor.audit import Auditor
+from interceptor.aws_session import SessionBroker
 from interceptor.config import ConfigError, Mode, Settings
 from interceptor.keys import DiscoverySource, HttpFetcher, KeySource, KeyStore, PinnedSource
 from interceptor.pipeline import Broken, Interceptor
@@ -46,7 +47,10 @@ def build(env: Mapping[str, str]) -> Interceptor:
     except PolicySetInvalid as exc:
         logger.error("policy set invalid; refusing every request", extra={"problems": exc.problems})
         engine = Broken(Reason.POLICY_SET_INVALID)
-    return Interceptor(verifier, engine, settings.mode, Auditor(logger))
+    sessions = None
+    if settings.session_role_arn is not None:
+        sessions = SessionBroker(settings.session_role_arn, settings.session_duration_s, settings.session_tools)
+    return Interceptor(verifier, engine, settings.mode, Auditor(logger), sessions)
 
 
 INTERCEPTOR = build(os.environ)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 BUNDLED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
 
 
@@ -45,6 +47,9 @@ class Settings:
     jwks_cooldown_s: int = 30
     http_timeout_s: float = 3.0
     token_cache_size: int = 1024
+    session_role_arn: str | None = None
+    session_duration_s: int = 900
+    session_tools: tuple[str, ...] = ()
 
     @property
     def discovery_url(self) -> str:
@@ -79,6 +84,11 @@ class Settings:
             jwks_cooldown_s=int(_number(env, "JWKS_REFRESH_COOLDOWN_SECONDS", 30, 1, 3600, problems)),
             http_timeout_s=_number(env, "JWKS_HTTP_TIMEOUT_SECONDS", 3.0, 0.5, 10.0, problems),
             token_cache_size=int(_number(env, "TOKEN_CACHE_SIZE", 1024, 0, 100_000, problems)),
+            session_role_arn=_role_arn(env.get("SESSION_ROLE_ARN", "").strip(), problems),
+            session_duration_s=int(_number(env, "SESSION_DURATION_SECONDS", 900, 900, 3600, problems)),
+            session_tools=_patterns(
+                env.get("SESSION_TOOLS", ""), bool(env.get("SESSION_ROLE_ARN", "").strip()), problems
+            ),
         )
         if problems:
             raise ConfigError(problems)
@@ -139,6 +149,25 @@ def _pinned_jwks(raw: str, problems: list[str]) -> str | None:
         problems.append("TELEPORT_JWKS must be a JWKS object with a 'keys' list")
         return None
     return text
+
+
+def _role_arn(raw: str, problems: list[str]) -> str | None:
+    if not raw:
+        return None
+    if not _ROLE_ARN.fullmatch(raw):
+        problems.append("SESSION_ROLE_ARN must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return raw
+
+
+def _patterns(raw: str, sessions_on: bool, problems: list[str]) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if sessions_on and not patterns:
+        problems.append("SESSION_TOOLS is required with SESSION_ROLE_ARN (comma-separated tool globs, e.g. orders___*)")
+    if not sessions_on and patterns:
+        problems.append("SESSION_TOOLS is set but SESSION_ROLE_ARN is not")
+    if any(not re.fullmatch(r"[A-Za-z0-9_*?\[\]!-]+", p) for p in patterns):
+        problems.append("SESSION_TOOLS patterns may hold letters, digits, '_', '-' and the globs * ? [ ]")
+    return patterns
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, problems: list[str]) -> float:

@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 
 from interceptor import contract
 from interceptor.audit import Auditor, AuditRecord
+from interceptor.aws_session import SessionBroker, SessionUnavailable
 from interceptor.config import Mode
 from interceptor.contract import MalformedEvent, McpRequest
 from interceptor.keys import IdpUnavailable
@@ -21,6 +22,7 @@ from interceptor.policy import Decision, PolicyEngine
 from interceptor.reasons import Reason, message
 from interceptor.stamping import split_reserved, stamp
 from interceptor.tokens import AuthError, Identity, TokenVerifier, bearer_token
+from tool_identity import SESSION_ARG
 
 logger = Logger(child=True)
 
@@ -61,11 +63,13 @@ class Interceptor:
         engine: PolicyEngine | Broken,
         mode: Mode,
         auditor: Auditor,
+        sessions: SessionBroker | None = None,
     ) -> None:
         self._verifier = verifier
         self._engine = engine
         self._mode = mode
         self._auditor = auditor
+        self._sessions = sessions
 
     def handle(self, event: Any, lambda_request_id: str | None = None) -> dict[str, Any]:
         """Answer one interceptor event; always a valid interceptor output, never an exception."""
@@ -127,13 +131,28 @@ class Interceptor:
         decision = self._engine.authorize(identity, tool, arguments)
         _record_decision(record, decision)
         if decision.allowed or (self._mode is Mode.LOG_ONLY and decision.reason in _POLICY_REASONS):
-            record.forwarded = True
-            return contract.forward_request(stamp(request.body, arguments, identity))
+            try:
+                extra = self._session_argument(identity, tool, record)
+            except SessionUnavailable as exc:
+                logger.error("AWS session unavailable; call refused", extra={"problem": exc.detail})
+                record.decision, record.reason, record.detail = "deny", Reason.SESSION_UNAVAILABLE.value, exc.detail
+                decision = Decision(False, Reason.SESSION_UNAVAILABLE)
+            else:
+                record.forwarded = True
+                return contract.forward_request(stamp(request.body, arguments, identity, extra))
         why = message(decision.reason)
         if decision.reason is Reason.POLICY_DENIED and decision.policy_ids:
             why = "forbidden by policy " + ", ".join(repr(p) for p in decision.policy_ids)
         text = f"Teleport user '{identity.user}' may not call tool '{tool}': {why} (reason: {decision.reason.value})."
         return contract.respond(200, contract.tool_error(request.rpc_id, text))
+
+    def _session_argument(self, identity: Identity, tool: str, record: AuditRecord) -> dict[str, Any]:
+        """The reserved AWS session argument for tools configured to receive one (else nothing)."""
+        if self._sessions is None or not self._sessions.wants(tool):
+            return {}
+        session = self._sessions.session_for(identity, tool)
+        record.extra.update(session.audit_fields())
+        return {SESSION_ARG: session.argument()}
 
 
 def _describe(record: AuditRecord, request: McpRequest) -> None:

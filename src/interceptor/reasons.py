@@ -35,6 +35,8 @@ class Reason(StrEnum):
     TOOL_UNKNOWN = "tool_unknown"
     POLICY_DENIED = "policy_denied"
     POLICY_ERROR = "policy_error"
+    # AWS identity.
+    SESSION_UNAVAILABLE = "session_unavailable"
 
 
 MESSAGES: dict[Reason, str] = {
@@ -62,6 +64,8 @@ MESSAGES: dict[Reason, str] = {
     Reason.TOOL_UNKNOWN: "unknown tool: the policy schema does not know this tool",
     Reason.POLICY_DENIED: "no policy allows this call",
     Reason.POLICY_ERROR: "the call could not be evaluated (the arguments may not match the tool's input schema)",
+    Reason.SESSION_UNAVAILABLE: "no AWS session could be created for you (STS refused or is unreachable); "
+    "an administrator must check the session role and its trust policy",
 }
 
 

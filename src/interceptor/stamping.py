@@ -7,10 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from interceptor.tokens import Identity
-
-RESERVED_PREFIX = "_teleport_"
-USER_ARG = "_teleport_user"
-ROLES_ARG = "_teleport_roles"
+from tool_identity import RESERVED_PREFIX, ROLES_ARG, USER_ARG
 
 
 def split_reserved(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:

@@ -1,0 +1,1 @@
+"""Demo Lambda tool `orders` (gateway target `orders`): order lookups scoped to the human who asked."""

@@ -1,0 +1,83 @@
+"""For tool authors: the verified caller the interceptor stamped into a tool's arguments.
+
+A Lambda tool behind the gateway receives the `tools/call` arguments as its event. The interceptor removed
+anything the agent sent under `_teleport_*` and set `_teleport_user`, `_teleport_roles` and, for tools
+configured to get one, `_teleport_aws_session` (short-lived credentials of an STS session in the human's name).
+
+    caller = Caller.from_arguments(event)
+    if caller.has_role("order-admin"): ...
+    dynamodb = caller.boto3_session().resource("dynamodb")   # CloudTrail names caller.user
+
+Trust these values only in a function that nothing but the gateway can invoke (its resource policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+RESERVED_PREFIX = "_teleport_"
+USER_ARG = "_teleport_user"
+ROLES_ARG = "_teleport_roles"
+SESSION_ARG = "_teleport_aws_session"
+_SESSION_KEYS = ("accessKeyId", "secretAccessKey", "sessionToken", "expiration")
+
+
+class IdentityMissing(Exception):
+    """The event does not carry what the interceptor stamps: the tool was not called through it."""
+
+
+class SessionMissing(Exception):
+    """No usable AWS session was handed to this tool (not configured for it, malformed, or expired)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The human (or Machine ID bot) behind a tool call."""
+
+    user: str
+    roles: tuple[str, ...]
+    aws_session: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> Caller:
+        """Read the stamped identity; raise IdentityMissing when it is absent or malformed."""
+        user, roles = arguments.get(USER_ARG), arguments.get(ROLES_ARG)
+        if not isinstance(user, str) or not user:
+            raise IdentityMissing("no _teleport_user: call this tool through the gateway and its interceptor")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise IdentityMissing("no _teleport_roles list: call this tool through the gateway and its interceptor")
+        session = arguments.get(SESSION_ARG)
+        return cls(user, tuple(roles), session if isinstance(session, Mapping) else None)
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def boto3_session(self, region_name: str | None = None, now: datetime | None = None) -> Any:
+        """A boto3 Session on the handed credentials; raise SessionMissing when absent or expired."""
+        session = self.aws_session
+        if session is None or not all(isinstance(session.get(k), str) for k in _SESSION_KEYS):
+            raise SessionMissing("no AWS session was handed to this tool: add it to the interceptor's SESSION_TOOLS")
+        try:
+            expiration = datetime.fromisoformat(session["expiration"])
+        except ValueError:
+            raise SessionMissing("the AWS session's expiration is not a timestamp") from None
+        if expiration.tzinfo is None:
+            expiration = expiration.replace(tzinfo=UTC)
+        if expiration <= (now or datetime.now(UTC)):
+            raise SessionMissing("the AWS session has expired: retry the call to get a fresh one")
+        import boto3  # noqa: PLC0415 (tools that never touch AWS do not pay for the import)
+
+        return boto3.Session(
+            aws_access_key_id=session["accessKeyId"],
+            aws_secret_access_key=session["secretAccessKey"],
+            aws_session_token=session["sessionToken"],
+            region_name=region_name,
+        )
+
+
+def tool_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's own arguments, without the reserved identity values."""
+    return {k: v for k, v in arguments.items() if not k.startswith(RESERVED_PREFIX)}
