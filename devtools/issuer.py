@@ -42,18 +42,6 @@ def public_jwk(key: rsa.RSAPrivateKey) -> dict[str, Any]:
     return jwk
 
 
-def private_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def load_private_pem(pem: bytes) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return key
-
-
 class Issuer:
     """Holds the signing keys and mints tokens; `serve()` publishes them over HTTP."""
 

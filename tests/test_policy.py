@@ -79,7 +79,15 @@ def annotated_ids() -> set[str]:
 DB_TRAITS = {"db_names": ("sales", "hr")}
 CASES: list[tuple[str, Identity, str, dict[str, Any], bool, Reason, tuple[str, ...]]] = [
     # id, identity, tool, arguments, allowed, reason, determining policy ids
-    ("dev-get", who("alice", ("developer",)), GET, {"order_id": "42"}, True, Reason.ALLOWED, ("developers-read-orders",)),
+    (
+        "dev-get",
+        who("alice", ("developer",)),
+        GET,
+        {"order_id": "42"},
+        True,
+        Reason.ALLOWED,
+        ("developers-read-orders",),
+    ),
     ("dev-list", who("alice", ("developer",)), LIST, {}, True, Reason.ALLOWED, ("developers-read-orders",)),
     (
         "dev-list-args",
@@ -220,7 +228,15 @@ CASES: list[tuple[str, Identity, str, dict[str, Any], bool, Reason, tuple[str, .
         Reason.ALLOWED,
         ("reporter-bot-lists-orders",),
     ),
-    ("bot-reporter-get", who("bot-reporter", ("bot-reporter",)), GET, {"order_id": "1"}, False, Reason.POLICY_DENIED, ()),
+    (
+        "bot-reporter-get",
+        who("bot-reporter", ("bot-reporter",)),
+        GET,
+        {"order_id": "1"},
+        False,
+        Reason.POLICY_DENIED,
+        (),
+    ),
     (
         "human-named-like-bot",
         who("botany", ("order-admin",)),
@@ -427,8 +443,9 @@ def test_traits_are_set_tags_and_bot_is_an_attribute(tmp_path: Path) -> None:
     folder = policy_folder(
         tmp_path,
         {
-            "a.cedar": '@id("root-login-humans") permit (principal, action == Teleport::Action::"orders___get_order_tool", '
-            'resource) when { principal.hasTag("logins") && principal.getTag("logins").contains("root") '
+            "a.cedar": '@id("root-login-humans") permit (principal, '
+            'action == Teleport::Action::"orders___get_order_tool", resource) '
+            'when { principal.hasTag("logins") && principal.getTag("logins").contains("root") '
             "&& !principal.bot && principal.name == context.input.order_id };",
         },
     )
@@ -472,7 +489,9 @@ def test_tool_detection_with_several_groups_and_quoted_names(tmp_path: Path) -> 
         "    principal: [User], resource: [Gateway], context: { input: { text: String } },\n  };",
     )
     folder = policy_folder(
-        tmp_path, {"a.cedar": '@id("admins") permit (principal, action in Teleport::Action::"admin", resource);'}, schema
+        tmp_path,
+        {"a.cedar": '@id("admins") permit (principal, action in Teleport::Action::"admin", resource);'},
+        schema,
     )
     engine = PolicyEngine.load(folder)
     assert engine.tools == ALL_TOOLS | {'ops___say "hi"'}
@@ -510,7 +529,9 @@ INVALID: list[tuple[str, Callable[[Path], None], str]] = [
     ),
     (
         "unknown-principal-attribute",
-        lambda d: (d / "x.cedar").write_text('@id("x") permit (principal, action, resource) when { principal.email == "e" };'),
+        lambda d: (d / "x.cedar").write_text(
+            '@id("x") permit (principal, action, resource) when { principal.email == "e" };'
+        ),
         "x.cedar",
     ),
     (
@@ -520,7 +541,9 @@ INVALID: list[tuple[str, Callable[[Path], None], str]] = [
     ),
     (
         "type-error",
-        lambda d: (d / "x.cedar").write_text('@id("x") permit (principal, action, resource) when { principal.bot == "yes" };'),
+        lambda d: (d / "x.cedar").write_text(
+            '@id("x") permit (principal, action, resource) when { principal.bot == "yes" };'
+        ),
         "x.cedar",
     ),
     ("syntax-error", lambda d: (d / "x.cedar").write_text("permit (principal action, resource"), "x.cedar"),
@@ -604,19 +627,13 @@ def test_invalid_policy_set_refuses_every_request(
     assert not any(r["forwarded"] for r in records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PolicySource.read (policy.py, read_text of every *.cedar) lets UnicodeDecodeError / "
-    "IsADirectoryError escape; app.build() (documented 'never raises') then crashes the cold start instead "
-    "of refusing every request with 'policy set invalid'",
-)
 @pytest.mark.parametrize("kind", ["not-utf8", "directory"])
 def test_unreadable_policy_file_refuses_every_request(
     tmp_path: Path, kind: str, issuer: Issuer, make_interceptor: Callable[..., Any]
 ) -> None:
     folder = repo_copy(tmp_path)
     if kind == "not-utf8":
-        (folder / "latin1.cedar").write_bytes('// caf\xe9\npermit (principal, action, resource);'.encode("latin-1"))
+        (folder / "latin1.cedar").write_bytes("// caf\xe9\npermit (principal, action, resource);".encode("latin-1"))
     else:
         (folder / "nested.cedar").mkdir()
     interceptor = make_interceptor(POLICY_DIR=str(folder))
@@ -630,7 +647,8 @@ def test_valid_custom_policy_dir_is_used(
 ) -> None:
     caplog.set_level(logging.INFO)
     folder = policy_folder(
-        tmp_path, {"only.cedar": '@id("only-db") permit (principal, action == Teleport::Action::"db___run_query", resource);'}
+        tmp_path,
+        {"only.cedar": '@id("only-db") permit (principal, action == Teleport::Action::"db___run_query", resource);'},
     )
     interceptor = make_interceptor(POLICY_DIR=str(folder))
     token = issuer.mint(user="alice", roles=["developer"])

@@ -114,6 +114,6 @@ def test_stamp_extra_reserved_values_are_added() -> None:
 
 def test_stamp_keeps_unusual_user_names_verbatim() -> None:
     name = 'o\'brien "x"\nzoë 🚀'
-    out = stamp(call_body({}), {}, identity(name, ("r\"1",)))
+    out = stamp(call_body({}), {}, identity(name, ('r"1',)))
     assert out["params"]["arguments"]["_teleport_user"] == name
     assert out["params"]["arguments"]["_teleport_roles"] == ['r"1']

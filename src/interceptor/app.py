@@ -17,12 +17,13 @@ from interceptor.audit import Auditor
 from interceptor.aws_session import SessionBroker
 from interceptor.config import ConfigError, Mode, Settings
 from interceptor.keys import DiscoverySource, HttpFetcher, KeySource, KeyStore, PinnedSource
+from interceptor.logs import SERVICE
 from interceptor.pipeline import Broken, Interceptor
 from interceptor.policy import PolicyEngine, PolicySetInvalid
 from interceptor.reasons import Reason
 from interceptor.tokens import TokenVerifier
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "teleport-agentcore-interceptor"))
+logger = Logger(service=SERVICE)
 
 
 def build(env: Mapping[str, str]) -> Interceptor:
@@ -30,12 +31,12 @@ def build(env: Mapping[str, str]) -> Interceptor:
     try:
         settings = Settings.from_env(env)
     except ConfigError as exc:
-        logger.error("interceptor misconfigured; refusing every request", extra={"problems": exc.problems})
-        broken = Broken(Reason.MISCONFIGURED)
-        return Interceptor(broken, broken, Mode.ENFORCE, Auditor(logger))
+        return _broken(exc.problems)
     source: KeySource
     if settings.pinned_jwks is not None:
         source = PinnedSource(settings.pinned_jwks)
+        if not source.load():
+            return _broken(["TELEPORT_JWKS has no usable key (RSA, use sig, RS256, 2048+ bits)"])
     else:
         source = DiscoverySource(settings.issuer, settings.discovery_url, HttpFetcher(settings.http_timeout_s))
     keys = KeyStore(source, settings.jwks_ttl_s, settings.jwks_cooldown_s)
@@ -51,6 +52,12 @@ def build(env: Mapping[str, str]) -> Interceptor:
     if settings.session_role_arn is not None:
         sessions = SessionBroker(settings.session_role_arn, settings.session_duration_s, settings.session_tools)
     return Interceptor(verifier, engine, settings.mode, Auditor(logger), sessions)
+
+
+def _broken(problems: list[str]) -> Interceptor:
+    logger.error("interceptor misconfigured; refusing every request", extra={"problems": problems})
+    broken = Broken(Reason.MISCONFIGURED)
+    return Interceptor(broken, broken, Mode.ENFORCE, Auditor(logger))
 
 
 INTERCEPTOR = build(os.environ)

@@ -107,10 +107,10 @@ class SessionBroker:
         return session
 
     def _assume(self, name: str, tags: list[dict[str, str]]) -> AwsSession:
-        with self._lock:
-            if self._client is None:
-                self._client = self._client_factory()
         try:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._client_factory()
             response = self._client.assume_role(
                 RoleArn=self._role_arn,
                 RoleSessionName=name,

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
 BUNDLED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
 
 
@@ -82,7 +82,7 @@ class Settings:
             leeway_s=int(_number(env, "CLOCK_LEEWAY_SECONDS", 30, 0, 300, problems)),
             jwks_ttl_s=int(_number(env, "JWKS_CACHE_TTL_SECONDS", 3600, 60, 86400, problems)),
             jwks_cooldown_s=int(_number(env, "JWKS_REFRESH_COOLDOWN_SECONDS", 30, 1, 3600, problems)),
-            http_timeout_s=_number(env, "JWKS_HTTP_TIMEOUT_SECONDS", 3.0, 0.5, 10.0, problems),
+            http_timeout_s=_number(env, "JWKS_HTTP_TIMEOUT_SECONDS", 3.0, 0.5, 10.0, problems, whole=False),
             token_cache_size=int(_number(env, "TOKEN_CACHE_SIZE", 1024, 0, 100_000, problems)),
             session_role_arn=_role_arn(env.get("SESSION_ROLE_ARN", "").strip(), problems),
             session_duration_s=int(_number(env, "SESSION_DURATION_SECONDS", 900, 900, 3600, problems)),
@@ -170,7 +170,16 @@ def _patterns(raw: str, sessions_on: bool, problems: list[str]) -> tuple[str, ..
     return patterns
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, problems: list[str]) -> float:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    problems: list[str],
+    *,
+    whole: bool = True,
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -178,6 +187,9 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
         value = float(raw)
     except ValueError:
         problems.append(f"{name} must be a number")
+        return default
+    if whole and not value.is_integer():
+        problems.append(f"{name} must be a whole number")
         return default
     if not low <= value <= high:
         problems.append(f"{name} must be between {low:g} and {high:g}")

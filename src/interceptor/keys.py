@@ -7,6 +7,7 @@ and `KeyStore` (TTL cache, last-good keys on failure, one refresh per cooldown w
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -23,13 +24,15 @@ from jwt.algorithms import RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
 from interceptor.config import check_fetch_url
+from interceptor.logs import SERVICE
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 MIN_RSA_BITS = 2048
 DISCOVERY_MAX_BYTES = 64 * 1024
 JWKS_MAX_BYTES = 256 * 1024
 PINNED_ALG = "RS256"
+READ_CHUNK = 16 * 1024
 
 Clock = Callable[[], float]
 
@@ -64,7 +67,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class HttpFetcher:
-    """GET with a short timeout, no redirects, no proxies, and a response size cap."""
+    """GET with a total deadline (not just per read), no redirects, no proxies, and a response size cap."""
 
     def __init__(self, timeout_s: float) -> None:
         self._timeout_s = timeout_s
@@ -74,18 +77,23 @@ class HttpFetcher:
         if (why := check_fetch_url(url)) is not None:
             raise FetchError(f"refusing to fetch {url}: {why}")
         request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 (checked)
+        deadline = time.monotonic() + self._timeout_s
         try:
             with self._opener.open(request, timeout=self._timeout_s) as response:
                 if response.status != 200:
                     raise FetchError(f"GET {url}: HTTP {response.status}")
-                body: bytes = response.read(max_bytes + 1)
+                body = bytearray()
+                while len(body) <= max_bytes and (chunk := response.read1(READ_CHUNK)):
+                    body += chunk
+                    if time.monotonic() > deadline:
+                        raise FetchError(f"GET {url}: slower than {self._timeout_s:g} s")
         except urllib.error.HTTPError as exc:
             raise FetchError(f"GET {url}: HTTP {exc.code}") from None
-        except (OSError, ValueError) as exc:
-            raise FetchError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            raise FetchError(f"GET {url}: {type(exc).__name__}") from None
         if len(body) > max_bytes:
             raise FetchError(f"GET {url}: response larger than {max_bytes} bytes")
-        return body
+        return bytes(body)
 
 
 def parse_jwks(document: Any) -> list[VerificationKey]:
@@ -114,8 +122,8 @@ def parse_jwks(document: Any) -> list[VerificationKey]:
 def _json(body: bytes, what: str) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
-        raise FetchError(f"{what} is not JSON") from None
+    except (ValueError, RecursionError):
+        raise FetchError(f"{what} is not JSON (or nested too deeply)") from None
 
 
 class DiscoverySource:
@@ -202,6 +210,9 @@ class KeyStore:
             except FetchError as exc:
                 logger.warning("JWKS refresh failed; keeping last-good keys", extra={"problem": str(exc)})
                 return False
+            except Exception:  # a hostile document must never turn into more than a failed refresh
+                logger.exception("JWKS refresh failed unexpectedly; keeping last-good keys")
+                return False
             if not keys:
                 logger.warning("JWKS has no usable RS256 key of 2048+ bits; keeping last-good keys")
                 return False
@@ -212,4 +223,7 @@ class KeyStore:
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
-    return parts.scheme, parts.hostname, parts.port
+    try:
+        return parts.scheme, parts.hostname, parts.port
+    except ValueError:
+        raise FetchError("jwks_uri has an invalid port") from None

@@ -18,13 +18,14 @@ from interceptor.aws_session import SessionBroker, SessionUnavailable
 from interceptor.config import Mode
 from interceptor.contract import MalformedEvent, McpRequest
 from interceptor.keys import IdpUnavailable
+from interceptor.logs import SERVICE
 from interceptor.policy import Decision, PolicyEngine
 from interceptor.reasons import Reason, message
 from interceptor.stamping import split_reserved, stamp
 from interceptor.tokens import AuthError, Identity, TokenVerifier, bearer_token
 from tool_identity import SESSION_ARG
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 _STATUS: dict[Reason, int] = {
     Reason.MISCONFIGURED: 500,

@@ -65,8 +65,11 @@ class PolicySource:
         schema_path = folder / SCHEMA_FILE
         if not schema_path.is_file():
             raise PolicySetInvalid([f"{schema_path}: schema file missing"])
-        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.cedar"))}
-        return cls(files, schema_path.read_text(encoding="utf-8"))
+        try:
+            files = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.cedar"))}
+            return cls(files, schema_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicySetInvalid([f"{folder}: unreadable policy or schema file: {type(exc).__name__}"]) from None
 
 
 def validated_policies(source: PolicySource, schema: cedarpy.Schema) -> dict[str, dict[str, Any]]:
@@ -168,7 +171,7 @@ class PolicyEngine:
         result = cedarpy.is_authorized(request, policies, self._entities(identity), self._schema)
         diagnostics = result.diagnostics
         ids = tuple(diagnostics.reasons)
-        errors = tuple(diagnostics.errors)
+        errors = tuple(_describe_error(e) for e in diagnostics.errors)
         if errors:
             # A policy whose condition errors is skipped; a skipped forbid would loosen access: refuse.
             return Decision(False, Reason.POLICY_ERROR, ids, errors)
@@ -188,6 +191,14 @@ class PolicyEngine:
         else:
             self._principals.move_to_end(key)
         return entities
+
+
+def _describe_error(error: str) -> str:
+    """Cedar's error text quotes argument values; keep only what kind of error it was."""
+    if error.startswith("failed to build request"):
+        return "the arguments do not match the tool's input schema"
+    match = re.search(r"policy `?([^`\s:]+)`?", error)
+    return f"policy {match.group(1)} failed to evaluate" if match else "a policy failed to evaluate"
 
 
 def principal_entities(identity: Identity) -> list[dict[str, Any]]:

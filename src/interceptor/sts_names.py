@@ -37,11 +37,16 @@ def _is_tag_char(ch: str) -> bool:
     return unicodedata.category(ch)[0] in "LNZ" or ch in "_.:/=+-@"
 
 
+def _is_role_char(ch: str) -> bool:
+    """One role inside the roles tag: tag characters except the separator."""
+    return ch != ROLE_SEPARATOR and _is_tag_char(ch)
+
+
 def _fit(value: str, allowed: Callable[[str], bool], min_len: int, max_len: int) -> str:
     cleaned = "".join(ch if allowed(ch) else "-" for ch in value)
     if cleaned == value and min_len <= len(value) <= max_len and not _MAPPED.search(value):
         return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:HASH_HEX]
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_HEX]
     return f"{cleaned[: max_len - HASH_HEX - 1]}-{digest}"
 
 
@@ -60,7 +65,7 @@ def roles_value(roles: Iterable[str]) -> str:
 
     Roles that cannot be written safely (a separator or a refused character) are mapped one by one first.
     """
-    parts = [r if r == tag_value(r) and ROLE_SEPARATOR not in r else _fit(r, _is_name_char, 1, 64) for r in roles]
+    parts = [_fit(r, _is_role_char, 1, TAG_VALUE_MAX) for r in roles]
     return tag_value(ROLE_SEPARATOR + ROLE_SEPARATOR.join(parts) + ROLE_SEPARATOR if parts else "")
 
 

@@ -91,8 +91,8 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Identity:
         """Return the token's identity or raise AuthError with the reason to report."""
-        if len(token) > MAX_TOKEN_BYTES:
-            raise AuthError(Reason.TOKEN_MALFORMED, "token larger than 16 KiB")
+        if len(token) > MAX_TOKEN_BYTES or not token.isascii():
+            raise AuthError(Reason.TOKEN_MALFORMED, "token larger than 16 KiB or not ASCII")
         digest = hashlib.sha256(token.encode()).digest()
         cached = self._cache.get(digest)
         if cached is not None:

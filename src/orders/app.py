@@ -50,13 +50,19 @@ class Orders:
     def list_my_orders(self, status: str | None = None, limit: int = 20) -> dict[str, Any]:
         from boto3.dynamodb.conditions import Attr, Key  # noqa: PLC0415
 
-        query: dict[str, Any] = {
-            "KeyConditionExpression": Key("owner").eq(self._owner),
-            "Limit": max(1, min(limit, 100)),
-        }
+        wanted = max(1, min(limit, 100))
+        query: dict[str, Any] = {"KeyConditionExpression": Key("owner").eq(self._owner)}
         if status is not None:
+            # DynamoDB applies Limit before the filter: page until enough orders match instead.
             query["FilterExpression"] = Attr("status").eq(status)
-        return {"orders": self._table.query(**query).get("Items", [])}
+        orders: list[dict[str, Any]] = []
+        while len(orders) < wanted:
+            page = self._table.query(**query)
+            orders.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return {"orders": orders[:wanted]}
 
     def update_order(self, order_id: str, status: str) -> dict[str, Any]:
         if status not in STATUSES:
