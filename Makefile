@@ -12,7 +12,15 @@ VENV := .venv
 VPY := PYTHONPATH=src:. $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint typecheck unit demo bench clean
+DVENV := .venv-deploy
+DSTAMP := $(DVENV)/.installed
+PYDIR = $(dir $(PYTHON))
+# sam build needs python$(PYTHON_VERSION) on PATH; keep SAM's telemetry off.
+SAM := PATH="$(PYDIR):$$PATH" SAM_CLI_TELEMETRY=0 $(DVENV)/bin/sam
+SAMPLE_EVENTS = $(filter-out events/env.json events/dev-jwks.json,$(wildcard events/*.json))
+EVENT ?= events/allowed-call.json
+
+.PHONY: help venv test lint typecheck unit demo bench clean deploy-venv template build invoke smoke events ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +38,14 @@ $(STAMP): requirements-dev.txt src/requirements.txt
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with python3.13 and every dependency
+
+$(DSTAMP): requirements-deploy.txt $(STAMP)
+	"$(PYTHON)" -m venv $(DVENV)
+	$(DVENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(DVENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	@touch $(DSTAMP)
+
+deploy-venv: $(DSTAMP) ## create .venv-deploy with aws-sam-cli, cfn-lint, awslambdaric
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests devtools benchmarks
@@ -49,5 +65,28 @@ demo: $(STAMP) ## run the handler on sample requests against a local Teleport-li
 bench: $(STAMP) ## latency and cold-init benchmarks (results: docs/benchmarks.md)
 	$(VPY) -m benchmarks.run
 
-clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
+template: $(DSTAMP) ## cfn-lint and sam validate --lint
+	$(DVENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+build: $(DSTAMP) ## sam build for x86_64 (local invoke) and arm64 (what deploys by default)
+	$(SAM) build --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/build-x86_64 --cache-dir .aws-sam/cache-x86_64
+	$(SAM) build --parameter-overrides Architecture=arm64 --build-dir .aws-sam/build-arm64 --cache-dir .aws-sam/cache-arm64
+
+invoke: $(DSTAMP) ## run the built function under the real Runtime Interface Client: make invoke EVENT=events/denied-call.json
+	@test -d .aws-sam/build-x86_64/InterceptorFunction || $(MAKE) build
+	PYTHONPATH=. $(DVENV)/bin/python -m devtools.invoke $(EVENT)
+
+smoke: $(DSTAMP) ## every sample event (freshly minted) through the built artifact, checked
+	@test -d .aws-sam/build-x86_64/InterceptorFunction || $(MAKE) build
+	$(VPY) -m devtools.events --out .aws-sam/smoke-events
+	PYTHONPATH=. $(DVENV)/bin/python -m devtools.invoke --check --env-file .aws-sam/smoke-events/env.json \
+	  $$(ls .aws-sam/smoke-events/*.json | grep -v -e /env.json -e /dev-jwks.json)
+
+events: $(STAMP) ## regenerate events/ with a fresh development key (tokens valid 30 days)
+	$(VPY) -m devtools.events
+
+ci: test template build smoke ## everything CI runs
+
+clean: ## remove the virtual environments, build output and caches
+	rm -rf $(VENV) $(DVENV) .aws-sam .mypy_cache .ruff_cache

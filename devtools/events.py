@@ -8,6 +8,7 @@ Tokens in the events stay valid for VALID_DAYS days; run `make events` again aft
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,14 @@ def sample_events(issuer: Issuer) -> dict[str, dict[str, Any]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=EVENTS, help="folder to write (default: events/)")
+    out: Path = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
     key = new_key()
     issuer = Issuer(DEV_ISSUER, DEV_AUDIENCE, key)
     jwks = json.dumps(issuer.jwks(), indent=2)
-    (EVENTS / "dev-jwks.json").write_text(jwks + "\n")
+    (out / "dev-jwks.json").write_text(jwks + "\n")
     env = {
         "TELEPORT_ISSUER": DEV_ISSUER,
         "TELEPORT_AUDIENCE": DEV_AUDIENCE,
@@ -77,11 +82,11 @@ def main() -> None:
         "SESSION_ROLE_ARN": "",
         "SESSION_TOOLS": "",
     }
-    (EVENTS / "env.json").write_text(json.dumps({"InterceptorFunction": env}, indent=2) + "\n")
+    (out / "env.json").write_text(json.dumps({"InterceptorFunction": env}, indent=2) + "\n")
     events = sample_events(issuer)
     for name, event in events.items():
-        (EVENTS / f"{name}.json").write_text(json.dumps(event, indent=2) + "\n")
-    print(f"wrote {len(events)} events to {EVENTS} (tokens valid {VALID_DAYS} days; DEVELOPMENT KEY)")
+        (out / f"{name}.json").write_text(json.dumps(event, indent=2) + "\n")
+    print(f"wrote {len(events)} events to {out} (tokens valid {VALID_DAYS} days; DEVELOPMENT KEY)")
 
 
 if __name__ == "__main__":
