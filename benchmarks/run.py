@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from devtools.gateway import request_event, tool_call
@@ -100,6 +101,49 @@ def warm(issuer: Issuer, count: int, n: int) -> dict[str, tuple[float, float]]:
     }
 
 
+class _FakeSts:
+    """An STS client answering AssumeRole instantly (the benchmark measures the cache, not AWS)."""
+
+    calls = 0
+
+    def assume_role(self, **_: object) -> dict[str, object]:
+        self.calls += 1
+        expiration = datetime.now(UTC) + timedelta(hours=1)
+        return {
+            "Credentials": {
+                "AccessKeyId": "ASIA",
+                "SecretAccessKey": "s",
+                "SessionToken": "t",
+                "Expiration": expiration,
+            }
+        }
+
+
+def with_session(issuer: Issuer, n: int) -> dict[str, tuple[float, float]]:
+    """Warm allowed call at 100 policies, without and with a cached per-human AWS session."""
+    with tempfile.TemporaryDirectory() as tmp:
+        synthetic_policies(Path(tmp), 100)
+        env = {"TELEPORT_ISSUER": issuer.url, "TELEPORT_AUDIENCE": issuer.audience, "POLICY_DIR": tmp}
+        plain = build(env)
+        sts = _FakeSts()
+        sessions = build(
+            {**env, "SESSION_ROLE_ARN": "arn:aws:iam::123456789012:role/orders-session", "SESSION_TOOLS": "orders___*"}
+        )
+        broker = sessions._sessions  # wired broker; swap its STS client for the fake
+        assert broker is not None
+        broker._client = sts
+    token = issuer.mint(user="alice", roles=["developer"])
+    event = request_event(tool_call("orders___get_order_tool", {"order_id": "42"}), token)
+    out = sessions.handle(event)
+    assert "_teleport_aws_session" in out["mcp"]["transformedGatewayRequest"]["body"]["params"]["arguments"]
+    result = {
+        "handler, no AWS session": stats(sample(lambda: plain.handle(event), n)),
+        "handler, cached AWS session": stats(sample(lambda: sessions.handle(event), n)),
+    }
+    assert sts.calls == 1, "the session must be minted once and then served from the cache"
+    return result
+
+
 def cold_init(issuer: Issuer, runs: int = 7) -> tuple[float, float]:
     """Median wall time of a fresh interpreter importing the handler module, and of the policy load alone."""
     code = (
@@ -134,6 +178,8 @@ def main() -> None:
         for count in (10, 100):
             for name, (median, p99) in warm(issuer, count, n).items():
                 rows.append(f"| {count} | {name} | {median:.1f} | {p99:.1f} |")
+        for name, (median, p99) in with_session(issuer, n).items():
+            rows.append(f"| 100 | {name} | {median:.1f} | {p99:.1f} |")
         init_ms, load_ms = cold_init(issuer)
     text = "\n".join(
         [

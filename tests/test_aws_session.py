@@ -463,7 +463,7 @@ def test_wants_matches_tool_globs(patterns: list[str], tool: str, wanted: bool) 
 
 def test_session_argument_and_audit_fields() -> None:
     session = AwsSession(ROLE, "alice", "alice", ACCESS_KEY, SECRET, TOKEN, EXPIRATION)
-    assert session.argument() == {
+    assert session.argument == {
         "accessKeyId": ACCESS_KEY,
         "secretAccessKey": SECRET,
         "sessionToken": TOKEN,
@@ -472,7 +472,7 @@ def test_session_argument_and_audit_fields() -> None:
         "sourceIdentity": "alice",
         "sessionName": "alice",
     }
-    audit = session.audit_fields()
+    audit = session.audit_fields
     assert audit == {
         "aws_role_arn": ROLE,
         "aws_session_name": "alice",

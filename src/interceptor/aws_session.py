@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from interceptor import sts_names
@@ -42,8 +43,13 @@ class AwsSession:
     session_token: str
     expiration: datetime
 
+    @cached_property
+    def expires_at(self) -> float:
+        return self.expiration.timestamp()
+
+    @cached_property
     def argument(self) -> dict[str, str]:
-        """The value handed to the tool under `_teleport_aws_session`."""
+        """The value handed to the tool under `_teleport_aws_session` (built once per session)."""
         return {
             "accessKeyId": self.access_key_id,
             "secretAccessKey": self.secret_access_key,
@@ -54,6 +60,7 @@ class AwsSession:
             "sessionName": self.session_name,
         }
 
+    @cached_property
     def audit_fields(self) -> dict[str, str]:
         """What the audit record may show (no secrets)."""
         return {
@@ -89,17 +96,21 @@ class SessionBroker:
         return any(fnmatch.fnmatchcase(tool, p) for p in self._patterns)
 
     def session_for(self, identity: Identity, tool: str) -> AwsSession:
-        """A cached or freshly minted session for this human and tool; raises SessionUnavailable."""
+        """A cached or freshly minted session for this human and tool; raises SessionUnavailable.
+
+        The cache key is what the session name and tags are computed from (user, roles, tool, cluster), so a
+        warm hit skips the mapping work too.
+        """
+        key = (identity.user, identity.roles, tool, identity.issuer)
+        cached = self._cache.get(key)
+        if cached is not None and cached.expires_at - self._clock() > REFRESH_MARGIN_S:
+            self._cache.move_to_end(key)
+            return cached
         name = sts_names.session_name(identity.user)
         try:
             tags = sts_names.session_tags(identity.user, identity.roles, tool, identity.issuer)
         except ValueError as exc:
             raise SessionUnavailable(str(exc)) from None
-        key = (self._role_arn, name, identity.roles, tuple((t["Key"], t["Value"]) for t in tags))
-        cached = self._cache.get(key)
-        if cached is not None and cached.expiration.timestamp() - self._clock() > REFRESH_MARGIN_S:
-            self._cache.move_to_end(key)
-            return cached
         session = self._assume(name, tags)
         self._cache[key] = session
         if len(self._cache) > CACHE_SIZE:

@@ -152,8 +152,8 @@ class Interceptor:
         if self._sessions is None or not self._sessions.wants(tool):
             return {}
         session = self._sessions.session_for(identity, tool)
-        record.extra.update(session.audit_fields())
-        return {SESSION_ARG: session.argument()}
+        record.extra.update(session.audit_fields)
+        return {SESSION_ARG: session.argument}
 
 
 def _describe(record: AuditRecord, request: McpRequest) -> None:
