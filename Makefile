@@ -20,12 +20,12 @@ SAM := PATH="$(PYDIR):$$PATH" SAM_CLI_TELEMETRY=0 $(DVENV)/bin/sam
 SAMPLE_EVENTS = $(filter-out events/env.json events/dev-jwks.json,$(wildcard events/*.json))
 EVENT ?= events/allowed-call.json
 
-.PHONY: help venv test lint typecheck unit demo bench clean deploy-venv template build invoke smoke events ci
+.PHONY: help venv test lint typecheck unit policies demo bench clean deploy-venv template build invoke smoke events ci
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt src/requirements.txt
+$(STAMP): requirements-dev.txt src/requirements.txt pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "error: python$(PYTHON_VERSION) not found (Lambda runs python$(PYTHON_VERSION))." >&2; \
 	  echo "Install it (e.g. 'pyenv install $(PYTHON_VERSION)') or run 'make PYTHON=/path/to/python$(PYTHON_VERSION) ...'." >&2; \
@@ -35,6 +35,7 @@ $(STAMP): requirements-dev.txt src/requirements.txt
 	"$(PYTHON)" -m venv $(VENV)
 	$(VPY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VPY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv with python3.13 and every dependency
@@ -57,7 +58,13 @@ typecheck: $(STAMP) ## mypy --strict
 unit: $(STAMP) ## pytest only
 	$(VPY) -m pytest
 
-test: lint typecheck unit ## everything CI checks
+policies: $(STAMP) ## schema --check, validate, format --check, test --coverage (what CI runs on policies/)
+	$(VENV)/bin/teleport-policy schema --check
+	$(VENV)/bin/teleport-policy validate
+	$(VENV)/bin/teleport-policy format --check
+	$(VENV)/bin/teleport-policy test --coverage
+
+test: lint typecheck policies unit ## everything CI checks
 
 demo: $(STAMP) ## run the handler on sample requests against a local Teleport-like issuer
 	$(VPY) -m devtools.demo

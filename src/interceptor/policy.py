@@ -150,7 +150,7 @@ class PolicyEngine:
         )
         self._principals: OrderedDict[tuple[Any, ...], cedarpy.Entities] = OrderedDict()
         self.files = tuple(source.files)
-        self.policy_count = len(policies)
+        self.policy_ids: frozenset[str] = frozenset(policies)
 
     @classmethod
     def load(cls, folder: Path) -> PolicyEngine:

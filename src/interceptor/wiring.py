@@ -1,0 +1,57 @@
+"""Wiring: settings -> keys, verifier, policy engine, session broker -> `Interceptor`, built once per container.
+
+A bad setting or policy set does not crash the init: the container comes up and refuses every request
+with a message saying why, while the log names the exact problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_lambda_powertools import Logger
+
+from interceptor.audit import Auditor
+from interceptor.aws_session import SessionBroker
+from interceptor.config import ConfigError, Mode, Settings
+from interceptor.keys import DiscoverySource, HttpFetcher, KeySource, KeyStore, PinnedSource
+from interceptor.logs import SERVICE
+from interceptor.pipeline import Broken, Interceptor
+from interceptor.policy import PolicyEngine, PolicySetInvalid
+from interceptor.reasons import Reason
+from interceptor.tokens import TokenVerifier
+
+logger = Logger(service=SERVICE)
+
+
+def build(env: Mapping[str, str]) -> Interceptor:
+    """Wire the pipeline from environment settings; never raises."""
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        return _broken(exc.problems)
+    source: KeySource
+    if settings.pinned_jwks is not None:
+        source = PinnedSource(settings.pinned_jwks)
+        if not source.load():
+            return _broken(["TELEPORT_JWKS has no usable key (RSA, use sig, RS256, 2048+ bits)"])
+    else:
+        source = DiscoverySource(settings.issuer, settings.discovery_url, HttpFetcher(settings.http_timeout_s))
+    keys = KeyStore(source, settings.jwks_ttl_s, settings.jwks_cooldown_s)
+    verifier = TokenVerifier(settings.issuer, settings.audience, keys, settings.leeway_s, settings.token_cache_size)
+    engine: PolicyEngine | Broken
+    try:
+        engine = PolicyEngine.load(settings.policy_dir)
+        logger.info("policies loaded", extra={"files": list(engine.files), "tools": len(engine.tools)})
+    except PolicySetInvalid as exc:
+        logger.error("policy set invalid; refusing every request", extra={"problems": exc.problems})
+        engine = Broken(Reason.POLICY_SET_INVALID)
+    sessions = None
+    if settings.session_role_arn is not None:
+        sessions = SessionBroker(settings.session_role_arn, settings.session_duration_s, settings.session_tools)
+    return Interceptor(verifier, engine, settings.mode, Auditor(logger), sessions)
+
+
+def _broken(problems: list[str]) -> Interceptor:
+    logger.error("interceptor misconfigured; refusing every request", extra={"problems": problems})
+    broken = Broken(Reason.MISCONFIGURED)
+    return Interceptor(broken, broken, Mode.ENFORCE, Auditor(logger))

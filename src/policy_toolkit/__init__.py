@@ -1,0 +1,5 @@
+"""`teleport-policy`: the policy author's command (schema, validate, format, test, explain, diff).
+
+Development tooling, not used by the Lambda at run time; it evaluates through the interceptor's own
+`interceptor.policy.PolicyEngine`, so answers match what the deployed function decides.
+"""
