@@ -220,6 +220,8 @@ def _explain_event(args: argparse.Namespace) -> int:
                 records.append(record.__dict__["audit"])
 
     audit_log = logging.getLogger(SERVICE)  # the standard logger behind the interceptor's Powertools Logger
+    for handler in audit_log.handlers:
+        handler.setLevel(logging.WARNING)  # the summary below replaces the raw JSON lines
     capture = Capture()
     audit_log.addHandler(capture)
     try:
