@@ -16,13 +16,14 @@ import os
 import queue
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from devtools import loopback
 
 PREFIX = "/2018-06-01/runtime"
 # What each sample event must produce: "forward", or the statusCode of the direct answer.
@@ -90,13 +91,8 @@ class RuntimeApi:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # the runtime is killed mid-connection after each invocation
 
-        server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield f"127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
+        with loopback.serve(Handler, Server) as address:
+            yield address
 
 
 def invoke(artifact: Path, handler: str, env: dict[str, str], event: bytes, timeout_s: float = 60) -> tuple[str, Any]:

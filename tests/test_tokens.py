@@ -10,12 +10,11 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
@@ -23,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from devtools import loopback
 from devtools.gateway import request_event, rpc
 from devtools.issuer import Issuer, new_key, public_jwk
 from interceptor.config import Settings
@@ -106,14 +106,8 @@ def local_server(routes: dict[str, tuple[int, bytes]]) -> Iterator[tuple[str, li
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serve(Handler) as address:
+        yield f"http://{address}", hits
 
 
 def handler_status(out: dict[str, Any]) -> tuple[int, dict[str, Any]]:
