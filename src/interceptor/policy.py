@@ -8,6 +8,7 @@ Teleport role, with attributes `name` and `bot` and one `Set<String>` tag per tr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import OrderedDict
@@ -192,6 +193,34 @@ class PolicyEngine:
             self._principals.move_to_end(key)
         return entities
 
+    def partially_evaluate(
+        self, identity: Identity, tool: str, policies: cedarpy.PolicySet | None = None
+    ) -> cedarpy.PartialAuthzResult:
+        """Cedar partial evaluation of `identity` calling `tool` with the arguments (context) unknown, over
+        `policies` (by default the tool's own group). For listing only: it is never an authorization decision."""
+        request = {
+            "principal": cedar_uid(USER_TYPE, identity.user),
+            "action": cedar_uid(ACTION_TYPE, tool),
+            "resource": cedar_uid(GATEWAY["type"], GATEWAY["id"]),
+        }
+        group = self._by_tool[tool] if policies is None else policies
+        return cedarpy.is_authorized_partial(request, group, self._entities(identity), self._schema)
+
+    def callable_by_users(self, tool: str) -> bool:
+        """Whether the schema lets a `User` call `tool` on the `Gateway` at all; if not, every call fails to
+        build and is refused (`policy_error`), whatever the policies say."""
+        request = {
+            "principal": cedar_uid(USER_TYPE, "schema-probe"),
+            "action": cedar_uid(ACTION_TYPE, tool),
+            "resource": cedar_uid(GATEWAY["type"], GATEWAY["id"]),
+        }
+        return not cedarpy.is_authorized_partial(request, "", self._static, self._schema).diagnostics.errors
+
+    def policy_trees(self) -> dict[str, cedarpy.pst.PolicySet]:
+        """Each tool's policy group as Cedar's syntax tree, for analyses that must see exactly what `authorize`
+        evaluates. Raises ValueError if this cedarpy cannot model a construct in the set."""
+        return {tool: policies.to_pst() for tool, policies in self._by_tool.items()}
+
 
 def _describe_error(error: str) -> str:
     """Cedar's error text quotes argument values; keep only what kind of error it was."""
@@ -211,3 +240,16 @@ def principal_entities(identity: Identity) -> list[dict[str, Any]]:
         "tags": {name: list(values) for name, values in identity.traits.items()},
     }
     return [user, *({"uid": role, "attrs": {}, "parents": []} for role in roles)]
+
+
+def cedar_uid(entity_type: str, entity_id: str) -> str:
+    """An entity uid in Cedar syntax (`Type::"id"`) for the one API that takes no JSON uids (partial
+    evaluation). Every character but printable ASCII, and `"` and `\\`, is escaped, so any id round-trips."""
+    escaped = "".join(c if " " <= c <= "~" and c not in '"\\' else f"\\u{{{ord(c):x}}}" for c in entity_id)
+    return f'{entity_type}::"{escaped}"'
+
+
+def policy_set_digest(source: PolicySource) -> str:
+    """A short content hash of a policy folder (file names, policies and schema): names the set in audit records."""
+    content = json.dumps([source.schema, sorted(source.files.items())])
+    return hashlib.sha256(content.encode()).hexdigest()[:12]

@@ -71,19 +71,30 @@ class Case:
         }
 
 
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def from_yaml_item(item: Any, source: str) -> Case:
     if not isinstance(item, Mapping) or not {"name", "user", "tool", "expect"} <= item.keys():
         raise CaseError(f"{source}: each case needs name, user, tool and expect")
     if item["expect"] not in {"allow", "deny"}:
         raise CaseError(f"{source}: {item['name']}: expect must be allow or deny")
-    traits = {k: tuple(v) for k, v in (item.get("traits") or {}).items()}
-    identity = Identity(str(item["user"]), tuple(item.get("roles") or ()), traits, "policy-tests", 0)
+    where = f"{source}: {item['name']}"
+    roles, traits, arguments = item.get("roles") or [], item.get("traits") or {}, item.get("arguments") or {}
+    if not _strings(roles):
+        raise CaseError(f"{where}: roles must be a list of strings")
+    if not isinstance(traits, Mapping) or not all(_strings(v) for v in traits.values()):
+        raise CaseError(f"{where}: traits must map names to lists of strings")
+    if not isinstance(arguments, Mapping):
+        raise CaseError(f"{where}: arguments must be a mapping")
+    identity = Identity(str(item["user"]), tuple(roles), {k: tuple(v) for k, v in traits.items()}, "policy-tests", 0)
     return Case(
         str(item["name"]),
         source,
         identity,
         str(item["tool"]),
-        dict(item.get("arguments") or {}),
+        dict(arguments),
         item["expect"] == "allow",
         tuple(item.get("policies") or ()),
         int(item.get("num_errors", 0)),
@@ -118,7 +129,10 @@ def from_cedar(entry: Mapping[str, Any], source: str) -> Case:
 
 
 def load_yaml(path: Path) -> list[Case]:
-    items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    try:
+        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as exc:
+        raise CaseError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(items, list):
         raise CaseError(f"{path}: expected a list of cases")
     return [from_yaml_item(item, path.name) for item in items]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,9 +29,6 @@ from interceptor.policy import (
     PolicyEngine,
     PolicySetInvalid,
     PolicySource,
-    ancestors,
-    applies_to,
-    schema_actions,
 )
 from interceptor.tokens import Identity
 from policy_toolkit import cases as tc
@@ -40,10 +38,25 @@ _POLICY_START = re.compile(r'((?:@\w+\s*(?:\(\s*"(?:[^"\\]|\\.)*"\s*\))?\s*)*)\b
 _COMMENT = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*')
 
 
+def _blank(match: re.Match[str]) -> str:
+    """Comments and string contents cannot start a policy: blank them, keeping quotes and line breaks."""
+    token = match.group(0)
+    if token.startswith('"'):
+        return '"' + re.sub(r"[^\n]", " ", token[1:-1]) + '"'
+    return " " * len(token)
+
+
 def policy_lines(text: str) -> list[int]:
     """1-based line of each policy in a file, in order (where its annotations start)."""
-    bare = _COMMENT.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " " * len(m.group(0)), text)
+    bare = _COMMENT.sub(_blank, text)
     return [bare.count("\n", 0, m.start()) + 1 for m in _POLICY_START.finditer(bare)]
+
+
+def never_applies(policy: dict[str, Any]) -> bool:
+    """A `when { false }` or `unless { true }` condition (scopes that match no tool fail validation already)."""
+    return any(
+        condition["body"] == {"Value": condition["kind"] != "when"} for condition in policy.get("conditions", [])
+    )
 
 
 def _out(line: str) -> None:
@@ -76,8 +89,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _out(f"{args.dir / SCHEMA_FILE}: {exc}")
         return 1
-    actions = schema_actions(schema)
-    tools = {name: ancestors(name, actions) for name, (is_tool, _) in actions.items() if is_tool}
     errors = warnings = 0
     for name, text in source.files.items():
         lines = policy_lines(text)
@@ -95,8 +106,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             if "id" not in policy.get("annotations", {}):
                 _out(f"{where}: warning: no @id annotation (audit records will name it {name}#{index})")
                 warnings += 1
-            if not any(applies_to(policy, tool, scope) for tool, scope in tools.items()):
-                _out(f"{where}: warning: can never apply: its action scope matches no tool in the schema")
+            if never_applies(policy):
+                _out(f"{where}: warning: can never apply: a condition is constantly false")
                 warnings += 1
     try:
         engine = PolicyEngine(source)
@@ -220,7 +231,8 @@ def _explain_event(args: argparse.Namespace) -> int:
                 records.append(record.__dict__["audit"])
 
     audit_log = logging.getLogger(SERVICE)  # the standard logger behind the interceptor's Powertools Logger
-    for handler in audit_log.handlers:
+    levels = {handler: handler.level for handler in audit_log.handlers}
+    for handler in levels:
         handler.setLevel(logging.WARNING)  # the summary below replaces the raw JSON lines
     capture = Capture()
     audit_log.addHandler(capture)
@@ -228,6 +240,8 @@ def _explain_event(args: argparse.Namespace) -> int:
         output = build({**env, "POLICY_DIR": str(args.dir)}).handle(json.loads(args.event.read_text()))
     finally:
         audit_log.removeHandler(capture)
+        for handler, level in levels.items():
+            handler.setLevel(level)
     audit = records[-1]
     _out(
         f"user {audit['user']} (roles {audit['roles']}, bot {audit['bot']}) -> {audit['method']} {audit['tool'] or ''}"
@@ -246,8 +260,10 @@ def _verdict(decision: Decision) -> str:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, check=True, text=True)
+        folder = Path(os.path.relpath(args.dir.resolve(), Path(top.stdout.strip()).resolve()))
         archive = subprocess.run(
-            ["git", "archive", "--format=tar", args.base, str(args.dir)],
+            ["git", "-C", top.stdout.strip(), "archive", "--format=tar", args.base, str(folder)],
             capture_output=True,
             check=True,
         ).stdout
@@ -257,7 +273,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
-        before = PolicyEngine.load(Path(tmp) / args.dir)
+        before = PolicyEngine.load(Path(tmp) / folder)
     after = PolicyEngine.load(args.dir)
     loaded, _ = _load_cases(args.tests, check_fresh=False)
     changed = 0
