@@ -746,20 +746,23 @@ def test_http_target_events_are_refused_under_the_http_key(
 
 
 @pytest.mark.parametrize("status", [200, 202, 500])
-def test_response_phase_event_is_passed_through(
+def test_response_phase_tools_list_is_filtered_keeping_its_status(
     interceptor: Interceptor, token: str, status: int, audit_lines: Audit
 ) -> None:
+    # filtering itself is tested in test_listing.py; here: the contract shape of a RESPONSE answer
     request = request_event(rpc("tools/list", rpc_id=12), token)
-    body = {"jsonrpc": "2.0", "id": 12, "result": {"tools": [{"name": GET, "inputSchema": {"type": "object"}}]}}
+    tools = [{"name": name, "inputSchema": {"type": "object"}} for name in (GET, UPDATE)]
+    body = {"jsonrpc": "2.0", "id": 12, "result": {"tools": tools}}
     event = response_event(request, body, status)
     snapshot = copy.deepcopy(event)
     code, out_body = short_circuit(interceptor.handle(event))
     assert code == status
-    assert out_body == body
+    assert out_body == {"jsonrpc": "2.0", "id": 12, "result": {"tools": tools[:1]}}
     assert event == snapshot
     [record] = audit_lines()
     assert record["phase"] == "RESPONSE"
     assert record["method"] == "tools/list"
+    assert record["reason"] == "tools_filtered"
 
 
 def test_response_phase_is_never_treated_as_a_request(interceptor: Interceptor, token: str) -> None:

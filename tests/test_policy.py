@@ -656,3 +656,34 @@ def test_valid_custom_policy_dir_is_used(
     assert denied["mcp"]["transformedGatewayResponse"]["body"]["result"]["isError"] is True
     allowed = interceptor.handle(request_event(tool_call(QUERY, VALID_ARGS[QUERY]), token))
     assert "transformedGatewayRequest" in allowed["mcp"]
+
+
+def test_forbid_on_an_outer_group_reaches_tools_of_nested_groups(tmp_path: Path) -> None:
+    """Which policies apply to a tool is asked of Cedar (nested action groups included), not parsed from text."""
+    (tmp_path / "schema.cedarschema").write_text(
+        """namespace Teleport {
+  entity Role; entity User in [Role] = { name: String, bot: Bool } tags Set<String>; entity Gateway;
+  action "everything";
+  action "orders" in [Action::"everything"];
+  action "orders___get" in [Action::"orders"] appliesTo {
+    principal: [User], resource: [Gateway], context: { input: {} } };
+}"""
+    )
+    (tmp_path / "p.cedar").write_text(
+        '@id("all") permit (principal, action == Teleport::Action::"orders___get", resource);\n'
+        '@id("nothing-for-bots") forbid (principal, action in Teleport::Action::"everything", resource) '
+        "when { principal.bot };\n"
+    )
+    engine = PolicyEngine.load(tmp_path)
+    assert engine.tools == {"orders___get"}
+    assert engine.authorize(Identity("alice", (), {}, "iss", 0), "orders___get", {}).allowed
+    bot = engine.authorize(Identity("bot-x", (), {}, "iss", 0), "orders___get", {})
+    assert not bot.allowed and bot.policy_ids == ("nothing-for-bots",)
+
+
+def test_policies_never_see_reserved_arguments_in_any_case() -> None:
+    engine = PolicyEngine.load(REPO_POLICIES)
+    decision = engine.authorize(
+        Identity("alice", ("developer",), {}, "iss", 0), "orders___get_order_tool", {"order_id": "1", "_Teleport_x": 1}
+    )
+    assert decision.allowed

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from interceptor.stamping import RESERVED_PREFIX, ROLES_ARG, USER_ARG, split_reserved, stamp
+from interceptor.stamping import split_reserved, stamp
 from interceptor.tokens import Identity
+from tool_identity import RESERVED_PREFIX, ROLES_ARG, USER_ARG
 
 
 def identity(user: str = "alice", roles: tuple[str, ...] = ("developer", "reader")) -> Identity:
@@ -45,6 +46,25 @@ def test_split_reserved_separates_caller_sent_reserved_names() -> None:
     assert clean == {"order_id": "42"}
     assert spoofed == ("_teleport_", "_teleport_anything", "_teleport_roles", "_teleport_user")
     assert arguments == snapshot  # the caller's mapping is not mutated
+
+
+@pytest.mark.parametrize("name", ["_TELEPORT_USER", "_Teleport_user", "_teleport_USER", "_tElEpOrT_x"])
+def test_split_reserved_ignores_letter_case(name: str) -> None:
+    clean, spoofed = split_reserved({"order_id": "42", name: "root"})
+    assert clean == {"order_id": "42"}
+    assert spoofed == (name,)
+
+
+def test_stamp_removes_reserved_names_from_meta() -> None:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "t", "arguments": {}, "_meta": {"progressToken": 3, "_Teleport_user": "root"}},
+    }
+    out = stamp(body, {}, Identity("alice", (), {}, "iss", 0))
+    assert out["params"]["_meta"] == {"progressToken": 3}
+    assert body["params"]["_meta"]["_Teleport_user"] == "root"  # input untouched
 
 
 @pytest.mark.parametrize("name", ["teleport_user", "x_teleport_user", "_teleport", "__teleport_user", "user"])

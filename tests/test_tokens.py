@@ -908,3 +908,23 @@ def test_cache_disabled_still_verifies(issuer: Issuer, store: KeyStore) -> None:
     token = issuer.mint()
     assert uncached.verify(token).user == "alice"
     assert uncached.verify(token).user == "alice"
+
+
+@pytest.mark.parametrize("user", ["bot-ci", "remote-bot-ci-leaf"])
+def test_bots_of_this_and_of_leaf_clusters_are_bots(issuer: Issuer, verifier: TokenVerifier, user: str) -> None:
+    assert verifier.verify(issuer.mint(user=user, roles=[f"bot-{user}"])).bot
+
+
+@pytest.mark.parametrize("user", ["alice", "robot-x", "remote-alice-leaf", "remote-robot-leaf"])
+def test_humans_are_not_bots(issuer: Issuer, verifier: TokenVerifier, user: str) -> None:
+    assert not verifier.verify(issuer.mint(user=user)).bot
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("kind", [str, float])
+def test_time_claims_must_be_integers_not_coerced(
+    issuer: Issuer, verifier: TokenVerifier, claim: str, kind: Callable[[int], Any]
+) -> None:
+    value = issuer.claims()[claim]
+    token = sign_claims(issuer.claims(**{claim: kind(value)}), issuer.signing_key)
+    assert refusal(verifier, token) is Reason.CLAIMS_INVALID

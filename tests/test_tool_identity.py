@@ -237,9 +237,13 @@ def test_tool_arguments_strips_every_reserved_name() -> None:
     assert arguments == snapshot
 
 
-@pytest.mark.parametrize("name", ["teleport_user", "_teleport", "x_teleport_user", "__teleport_user", "_Teleport_user"])
+@pytest.mark.parametrize("name", ["teleport_user", "_teleport", "x_teleport_user", "__teleport_user"])
 def test_tool_arguments_keeps_names_outside_the_prefix(name: str) -> None:
     assert tool_arguments({name: "v"}) == {name: "v"}
+
+
+def test_tool_arguments_drops_reserved_names_in_any_letter_case() -> None:
+    assert tool_arguments({"_Teleport_user": "root", "_TELEPORT_AWS_SESSION": {}, "q": 1}) == {"q": 1}
 
 
 def test_tool_arguments_of_nothing() -> None:

@@ -146,6 +146,14 @@ def respond(status_code: int, body: Any, target_kind: str = "mcp") -> dict[str, 
     }
 
 
+def pass_response(response: McpResponse) -> dict[str, Any]:
+    """Give the gateway its response back unchanged. One without a body (the answer to a notification) gets
+    the bare `{"interceptorOutputVersion": "1.0"}` of AWS's sample: there is nothing to return."""
+    if response.body is None:
+        return {"interceptorOutputVersion": OUTPUT_VERSION}
+    return respond(response.status_code, response.body)
+
+
 def rpc_error(rpc_id: Any, code: int, message: str) -> dict[str, Any]:
     """A JSON-RPC error response; notifications and unreadable ids get `id: null`."""
     return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}

@@ -56,17 +56,27 @@ def carries_tools(request: McpRequest, body: Any) -> bool:
 
 
 def could_allow(result: cedarpy.PartialAuthzResult) -> bool:
-    """The listing rule on one tool's partial evaluation: allowed, or undecided with a permit left to depend on
-    the arguments; never when evaluation errored or needed an entity outside the store."""
-    diagnostics = result.diagnostics
-    if diagnostics.errors or diagnostics.unknown_entities:
+    """The listing rule on one tool's partial evaluation (every policy of the group is in `residuals`)."""
+    if not _usable(result):
         return False
-    if result.decision is cedarpy.Decision.Allow:
-        return True
-    residuals = result.residuals
-    return result.decision is cedarpy.Decision.NoDecision and any(
-        residuals.get(pid, {}).get("effect") == "permit" for pid in diagnostics.nontrivial_residuals
+    effects = {pid: residual.get("effect") for pid, residual in result.residuals.items()}
+    group = _Group(
+        frozenset(pid for pid, effect in effects.items() if effect == "permit"),
+        frozenset(pid for pid, effect in effects.items() if effect == "forbid"),
     )
+    return group.may_allow(*_outcomes(result))
+
+
+def _usable(result: cedarpy.PartialAuthzResult) -> bool:
+    """An evaluation that errored or needed an entity outside the store says nothing a full evaluation would
+    agree with (it refuses such calls): it cannot show a tool."""
+    return not (result.diagnostics.errors or result.diagnostics.unknown_entities)
+
+
+def _outcomes(result: cedarpy.PartialAuthzResult) -> tuple[frozenset[str], frozenset[str]]:
+    """(policies satisfied whatever the arguments, policies that are or may be satisfied)."""
+    satisfied = frozenset(result.diagnostics.reasons)
+    return satisfied, satisfied | frozenset(result.diagnostics.nontrivial_residuals)
 
 
 @dataclass
@@ -163,10 +173,50 @@ def _json_object(text: Any) -> Mapping[str, Any] | None:
 
 @dataclass(frozen=True)
 class _Group:
-    """One tool's policy group, reduced to what the combined evaluation needs."""
+    """One tool's policy group, reduced to what the rule needs: which ids permit and which forbid."""
 
     permits: frozenset[str]
     forbids: frozenset[str]
+
+    def may_allow(self, satisfied: frozenset[str], possible: frozenset[str]) -> bool:
+        """Some permit is or may be satisfied, and no forbid is satisfied whatever the arguments."""
+        return not self.permits.isdisjoint(possible) and self.forbids.isdisjoint(satisfied)
+
+
+@dataclass
+class _Plan:
+    """How each tool is decided; a tool in neither set is never visible (no permit, or no user can call it)."""
+
+    groups: dict[str, _Group] = field(default_factory=dict)  # by the one evaluation per caller
+    policies: dict[str, pst.Template] = field(default_factory=dict)  # the grouped tools' policies, by id
+    one_by_one: set[str] = field(default_factory=set)  # a condition reads `action`: evaluated on their own
+
+
+def _plan(engine: PolicyEngine) -> _Plan:
+    """Sort the tools at init. Raises ValueError when cedarpy cannot model a construct in the policies."""
+    plan = _Plan()
+    reads_action: dict[str, bool] = {}
+    for tool, tree in sorted(engine.policy_trees().items()):
+        group = tree.static_policies
+        for pid, policy in group.items():
+            if pid not in reads_action:
+                reads_action[pid] = _mentions_action(policy.clauses)
+        if any(reads_action[pid] for pid in group):
+            plan.one_by_one.add(tool)
+            continue
+        permits = frozenset(pid for pid, policy in group.items() if policy.effect == "permit")
+        if permits and engine.callable_by_users(tool):
+            plan.groups[tool] = _Group(permits, frozenset(group.keys() - permits))
+            plan.policies.update(group)
+    return plan
+
+
+def _widen(policies: Mapping[str, pst.Template]) -> cedarpy.PolicySet:
+    """The policies with their action scope widened to any action, so one evaluation answers for every tool."""
+    widened = {pid: dataclasses.replace(policy, action=pst.ScopeAny()) for pid, policy in policies.items()}
+    return cedarpy.PolicySet.from_pst(
+        pst.PolicySet(templates=pst.FrozenMap(), static_policies=pst.FrozenMap(widened), template_links=())
+    )
 
 
 class ToolLister:
@@ -175,36 +225,17 @@ class ToolLister:
     def __init__(self, engine: PolicyEngine, policy_set: str) -> None:
         self.policy_set = policy_set
         self._engine = engine
-        callable_tools = frozenset(tool for tool in engine.tools if engine.callable_by_users(tool))
-        self._groups: dict[str, _Group] = {}
-        self._widened: cedarpy.PolicySet | None = None
         try:
-            self._analyse(engine.policy_trees(), callable_tools)
-        except ValueError as exc:  # cedarpy cannot model a construct: every tool is evaluated on its own
+            plan = _plan(engine)
+            widened = _widen(plan.policies) if plan.policies else None
+        except ValueError as exc:  # every tool is evaluated on its own: slower, same answers
             logger.warning("tools/list filtering evaluates tool by tool", extra={"problem": str(exc)})
-            self._groups.clear()
-            self._widened = None
+            plan, widened = _Plan(one_by_one=set(engine.tools)), None
+        self._groups = plan.groups
+        self._widened = widened
+        self._one_by_one = frozenset(plan.one_by_one)
         self._probe = min(self._groups, default="")  # any grouped tool: widened policies ignore the action
-        self._one_by_one = callable_tools - self._groups.keys()
         self._cache: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
-
-    def _analyse(self, trees: Mapping[str, pst.PolicySet], callable_tools: frozenset[str]) -> None:
-        """Group the tools whose conditions never mention `action`; widen their policies to any action."""
-        policies: dict[str, pst.Template] = {}
-        for tool in sorted(callable_tools):
-            group = trees[tool].static_policies
-            if any(_mentions_action(policy.clauses) for policy in group.values()):
-                continue
-            policies.update(group)
-            self._groups[tool] = _Group(
-                frozenset(pid for pid, p in group.items() if p.effect == "permit"),
-                frozenset(pid for pid, p in group.items() if p.effect == "forbid"),
-            )
-        if self._groups:
-            widened = {pid: dataclasses.replace(p, action=pst.ScopeAny()) for pid, p in policies.items()}
-            self._widened = cedarpy.PolicySet.from_pst(
-                pst.PolicySet(templates=pst.FrozenMap(), static_policies=pst.FrozenMap(widened), template_links=())
-            )
 
     def visible(self, identity: Identity) -> frozenset[str]:
         """The tools `identity` may see (callers repeat: Teleport reuses a token per MCP session)."""
@@ -224,17 +255,11 @@ class ToolLister:
         one_by_one = self._one_by_one
         if self._widened is not None:
             result = self._engine.partially_evaluate(identity, self._probe, self._widened)
-            diagnostics = result.diagnostics
-            if diagnostics.errors or diagnostics.unknown_entities:
-                one_by_one = one_by_one | self._groups.keys()  # only per-tool evaluation says which tools it hits
+            if _usable(result):
+                outcomes = _outcomes(result)
+                visible.update(tool for tool, group in self._groups.items() if group.may_allow(*outcomes))
             else:
-                satisfied = frozenset(diagnostics.reasons)
-                possible = satisfied | frozenset(diagnostics.nontrivial_residuals)
-                visible.update(
-                    tool
-                    for tool, group in self._groups.items()
-                    if not group.permits.isdisjoint(possible) and group.forbids.isdisjoint(satisfied)
-                )
+                one_by_one = one_by_one | self._groups.keys()  # only per-tool evaluation says which tools it hits
         visible.update(tool for tool in one_by_one if could_allow(self._engine.partially_evaluate(identity, tool)))
         return frozenset(visible)
 

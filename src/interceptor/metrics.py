@@ -14,9 +14,7 @@ from interceptor.audit import AuditRecord
 from interceptor.logs import SERVICE
 
 NAMESPACE = "TeleportAgentCoreInterceptor"
-_METHODS = frozenset(
-    {"initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read", "prompts/list", "prompts/get"}
-)
+_METHODS = frozenset({"initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read"})
 
 logger = Logger(service=SERVICE, child=True)
 

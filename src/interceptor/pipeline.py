@@ -1,4 +1,5 @@
-"""The request pipeline: event -> parse -> authenticate -> authorize -> stamp -> respond, plus audit.
+"""The pipeline: REQUEST events -> parse -> authenticate -> authorize -> stamp -> respond; RESPONSE events ->
+parse -> (tool lists only) authenticate -> filter -> respond; plus one audit record and metrics per event.
 
 `Interceptor.handle` never raises: every failure becomes a refusal in the gateway's contract.
 """
@@ -12,13 +13,15 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from interceptor import contract
+from interceptor import contract, listing
 from interceptor.audit import Auditor, AuditRecord
 from interceptor.aws_session import SessionBroker, SessionUnavailable
 from interceptor.config import Mode
-from interceptor.contract import MalformedEvent, McpRequest
+from interceptor.contract import MalformedEvent, McpRequest, McpResponse
 from interceptor.keys import IdpUnavailable
+from interceptor.listing import ToolLister
 from interceptor.logs import SERVICE
+from interceptor.metrics import DecisionMetrics
 from interceptor.policy import Decision, PolicyEngine
 from interceptor.reasons import Reason, message
 from interceptor.stamping import split_reserved, stamp
@@ -65,12 +68,17 @@ class Interceptor:
         mode: Mode,
         auditor: Auditor,
         sessions: SessionBroker | None = None,
+        *,
+        lister: ToolLister | Broken,
+        metrics: DecisionMetrics | None = None,
     ) -> None:
         self._verifier = verifier
         self._engine = engine
         self._mode = mode
         self._auditor = auditor
         self._sessions = sessions
+        self._lister = lister  # Broken exactly when the engine is
+        self._metrics = metrics
 
     def handle(self, event: Any, lambda_request_id: str | None = None) -> dict[str, Any]:
         """Answer one interceptor event; always a valid interceptor output, never an exception."""
@@ -81,35 +89,51 @@ class Interceptor:
         except MalformedEvent as exc:
             record.reason, record.detail = exc.reason.value, exc.detail
             output = _refuse(exc.reason, exc.rpc_id, exc.target_kind)
+        except Refusal as refusal:
+            record.reason, record.detail = refusal.reason.value, refusal.detail
+            output = _refuse(refusal.reason, record.rpc_id)
         except Exception:
             logger.exception("unexpected error; request refused")
             record.reason, record.forwarded, record.decision = Reason.INTERNAL_ERROR.value, False, "deny"
             output = _refuse(Reason.INTERNAL_ERROR, record.rpc_id)
         record.latency_us = (time.perf_counter_ns() - started) // 1000
         self._auditor.write(record)
+        if self._metrics is not None:
+            self._metrics.record(record)
         return output
 
     def _handle(self, event: Any, record: AuditRecord) -> dict[str, Any]:
         if isinstance(event, Mapping) and contract.is_response_phase(event):
             record.phase = "RESPONSE"
-            response = contract.parse_response(event)
-            _describe(record, response.request)
-            record.decision, record.forwarded, record.reason = "allow", True, "passthrough"
-            return contract.respond(response.status_code, response.body)
+            return self._handle_response(contract.parse_response(event), record)
         request = contract.parse_request(event)
         _describe(record, request)
-        try:
-            identity = self._authenticate(request)
-        except Refusal as refusal:
-            record.reason, record.detail = refusal.reason.value, refusal.detail
-            return _refuse(refusal.reason, request.rpc_id)
-        record.user, record.roles, record.bot = identity.user, list(identity.roles), identity.bot
+        identity = self._authenticate(request, record)
         if request.tool is None:
             record.decision, record.forwarded, record.reason = "allow", True, Reason.ALLOWED.value
             return contract.forward_request(request.body)
         return self._authorize_call(request, request.tool, identity, record)
 
-    def _authenticate(self, request: McpRequest) -> Identity:
+    def _handle_response(self, response: McpResponse, record: AuditRecord) -> dict[str, Any]:
+        """Tool lists are filtered for the verified caller; every other response passes unchanged (the REQUEST
+        phase decided on it already, and nothing in it depends on who asks)."""
+        _describe(record, response.request)
+        if not listing.carries_tools(response.request, response.body):
+            record.decision, record.forwarded, record.reason = "allow", True, "passthrough"
+            return contract.pass_response(response)
+        identity = self._authenticate(response.request, record)
+        assert not isinstance(self._lister, Broken)  # Broken only with a Broken engine: _authenticate refused
+        try:
+            filtered = listing.filter_response(response.body, self._lister.visible(identity))
+        except listing.Unfilterable as exc:
+            raise Refusal(Reason.INTERNAL_ERROR, f"tool list response cannot be filtered: {exc}") from None
+        record.decision, record.forwarded, record.reason = "filter", True, "tools_filtered"
+        record.extra.update(filtered.audit_fields(self._lister.policy_set))
+        body = response.body if self._mode is Mode.LOG_ONLY else filtered.body
+        return contract.respond(response.status_code, body)
+
+    def _authenticate(self, request: McpRequest, record: AuditRecord) -> Identity:
+        """The verified caller, recorded in the audit record; raises Refusal (a refusal like any other)."""
         if isinstance(self._verifier, Broken):
             raise Refusal(self._verifier.reason, "interceptor cannot serve (see init logs)")
         if isinstance(self._engine, Broken):
@@ -117,11 +141,13 @@ class Interceptor:
         if request.headers is None:
             raise Refusal(Reason.HEADERS_MISSING, "event has no headers: passRequestHeaders is off")
         try:
-            return self._verifier.verify(bearer_token(request.headers))
+            identity = self._verifier.verify(bearer_token(request.headers))
         except AuthError as exc:
             raise Refusal(exc.reason, exc.detail) from None
         except IdpUnavailable as exc:
             raise Refusal(Reason.IDP_UNAVAILABLE, str(exc)) from None
+        record.user, record.roles, record.bot = identity.user, list(identity.roles), identity.bot
+        return identity
 
     def _authorize_call(
         self, request: McpRequest, tool: str, identity: Identity, record: AuditRecord

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import cedarpy
 
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
+from tool_identity import tool_arguments
 
 NAMESPACE = "Teleport"
 USER_TYPE = f"{NAMESPACE}::User"
@@ -31,9 +33,8 @@ SCHEMA_FILE = "schema.cedarschema"
 TOOL_SEPARATOR = "___"
 ENTITY_CACHE_SIZE = 256
 # Cedar prints a canonical schema with one `action "<name>" [in [<parents>]] (appliesTo {|;)` per line;
-# tools are the actions with `appliesTo`, action groups the ones without.
-_ACTION = re.compile(r'^\s*action "((?:[^"\\]|\\.)*)"(?: in \[([^\]]*)\])?( appliesTo \{|;)', re.MULTILINE)
-_PARENT = re.compile(r'Action::"((?:[^"\\]|\\.)*)"')
+# tools are the actions with `appliesTo`. (Which groups a tool is in is asked of Cedar, not read here.)
+_ACTION = re.compile(r'^\s*action "((?:[^"\\]|\\.)*)"(?: in \[[^\]]*\])?( appliesTo \{|;)', re.MULTILINE)
 
 
 class PolicySetInvalid(Exception):
@@ -93,28 +94,52 @@ def validated_policies(source: PolicySource, schema: cedarpy.Schema) -> dict[str
     return merged
 
 
-def schema_actions(schema: cedarpy.Schema) -> dict[str, tuple[bool, tuple[str, ...]]]:
-    """Every action in the schema: name -> (is a tool, direct parent groups)."""
-    actions: dict[str, tuple[bool, tuple[str, ...]]] = {}
-    for name, parents, kind in _ACTION.findall(str(schema)):
-        groups = tuple(json.loads(f'"{p}"') for p in _PARENT.findall(parents))
-        actions[json.loads(f'"{name}"')] = (kind.startswith(" appliesTo"), groups)
-    return actions
+def schema_tools(schema: cedarpy.Schema) -> frozenset[str]:
+    """The actions that are tools (declared with `appliesTo`), read from Cedar's canonical schema text."""
+    try:
+        return frozenset(json.loads(f'"{name}"') for name, kind in _ACTION.findall(str(schema)) if kind != ";")
+    except ValueError:
+        raise PolicySetInvalid(["schema: an action name cannot be read back from Cedar's schema text"]) from None
 
 
-def ancestors(action: str, actions: Mapping[str, tuple[bool, tuple[str, ...]]]) -> frozenset[str]:
-    """The action itself and every group it is (transitively) in."""
-    seen, todo = {action}, [action]
-    while todo:
-        for parent in actions.get(todo.pop(), (False, ()))[1]:
-            if parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return frozenset(seen)
+def group_memberships(tools: frozenset[str], groups: set[str], entities: cedarpy.Entities) -> dict[str, frozenset[str]]:
+    """For each tool, which of `groups` it is in (transitively), asked of Cedar itself with one probe policy
+    per group, so the grouping of policies by tool never depends on how the schema text is printed."""
+    ordered = sorted(tools)
+    requests = [
+        {"principal": {"type": USER_TYPE, "id": "probe"}, "action": {"type": ACTION_TYPE, "id": t}, "resource": GATEWAY}
+        for t in ordered
+    ]
+    member: dict[str, set[str]] = {tool: set() for tool in ordered}
+    for group in sorted(groups):
+        probe = {
+            "effect": "permit",
+            "principal": {"op": "All"},
+            "resource": {"op": "All"},
+            "conditions": [],
+            "action": {"op": "in", "entity": {"type": ACTION_TYPE, "id": group}},
+        }
+        policy = cedarpy.PolicySet.from_json_str(
+            json.dumps({"staticPolicies": {"probe": probe}, "templates": {}, "templateLinks": []})
+        )
+        for tool, result in zip(ordered, cedarpy.is_authorized_batch(requests, policy, entities), strict=True):
+            if result.allowed:
+                member[tool].add(group)
+    return {tool: frozenset(groups_of_tool) for tool, groups_of_tool in member.items()}
+
+
+def scope_groups(policies: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """Every action named in an `action in ...` scope."""
+    groups: set[str] = set()
+    for policy in policies.values():
+        scope = policy["action"]
+        if scope["op"] == "in":
+            groups.update(e["id"] for e in scope.get("entities") or [scope["entity"]])
+    return groups
 
 
 def applies_to(policy: Mapping[str, Any], tool: str, scope_ids: frozenset[str]) -> bool:
-    """Whether a policy's action scope (Cedar JSON form) can match `tool`; `scope_ids` = `ancestors(tool)`."""
+    """Whether a policy's action scope (Cedar JSON form) can match `tool`; `scope_ids` = the groups it is in."""
     scope = policy["action"]
     if scope["op"] == "All":
         return True
@@ -137,18 +162,17 @@ class PolicyEngine:
         except ValueError as exc:
             raise PolicySetInvalid([f"schema: {exc}"]) from None
         policies = validated_policies(source, self._schema)
-        actions = schema_actions(self._schema)
-        self.tools: frozenset[str] = frozenset(name for name, (is_tool, _) in actions.items() if is_tool)
-        self._by_tool: dict[str, cedarpy.PolicySet] = {}
-        for tool in self.tools:
-            scope_ids = ancestors(tool, actions)
-            subset = {pid: p for pid, p in policies.items() if applies_to(p, tool, scope_ids)}
-            self._by_tool[tool] = cedarpy.PolicySet.from_json_str(
-                json.dumps({"staticPolicies": subset, "templates": {}, "templateLinks": []})
-            )
+        self.tools: frozenset[str] = schema_tools(self._schema)
         self._static = cedarpy.Entities.from_json_str(
             json.dumps([{"uid": GATEWAY, "attrs": {}, "parents": []}]), self._schema
         )
+        memberships = group_memberships(self.tools, scope_groups(policies), self._static)
+        self._by_tool: dict[str, cedarpy.PolicySet] = {}
+        for tool in self.tools:
+            subset = {pid: p for pid, p in policies.items() if applies_to(p, tool, memberships[tool])}
+            self._by_tool[tool] = cedarpy.PolicySet.from_json_str(
+                json.dumps({"staticPolicies": subset, "templates": {}, "templateLinks": []})
+            )
         self._principals: OrderedDict[tuple[Any, ...], cedarpy.Entities] = OrderedDict()
         self.files = tuple(source.files)
         self.policy_ids: frozenset[str] = frozenset(policies)
@@ -167,7 +191,7 @@ class PolicyEngine:
             "principal": {"type": USER_TYPE, "id": identity.user},
             "action": {"type": ACTION_TYPE, "id": tool},
             "resource": GATEWAY,
-            "context": {"input": dict(arguments)},
+            "context": {"input": tool_arguments(arguments)},  # policies never see reserved names
         }
         result = cedarpy.is_authorized(request, policies, self._entities(identity), self._schema)
         diagnostics = result.diagnostics
@@ -243,10 +267,21 @@ def principal_entities(identity: Identity) -> list[dict[str, Any]]:
 
 
 def cedar_uid(entity_type: str, entity_id: str) -> str:
-    """An entity uid in Cedar syntax (`Type::"id"`) for the one API that takes no JSON uids (partial
-    evaluation). Every character but printable ASCII, and `"` and `\\`, is escaped, so any id round-trips."""
-    escaped = "".join(c if " " <= c <= "~" and c not in '"\\' else f"\\u{{{ord(c):x}}}" for c in entity_id)
-    return f'{entity_type}::"{escaped}"'
+    """An entity uid in Cedar syntax for the one API that takes no JSON uids (partial evaluation). Cedar accepts
+    only its own rendering (Rust's `escape_debug`), reproduced here; an id Cedar would render otherwise fails to
+    parse, and a failed evaluation shows nothing (fail closed), so a wrong rendering never names another user."""
+    chars = []
+    for index, char in enumerate(entity_id):
+        if char in _RUST_ESCAPES:
+            chars.append(_RUST_ESCAPES[char])
+        elif char.isprintable() and not (index == 0 and unicodedata.category(char) in {"Mn", "Me"}):
+            chars.append(char)
+        else:
+            chars.append(f"\\u{{{ord(char):x}}}")
+    return f'{entity_type}::"{"".join(chars)}"'
+
+
+_RUST_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n", "\\": "\\\\", '"': '\\"', "'": "\\'", "\0": "\\0"}
 
 
 def policy_set_digest(source: PolicySource) -> str:

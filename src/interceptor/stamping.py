@@ -7,14 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from interceptor.tokens import Identity
-from tool_identity import RESERVED_PREFIX, ROLES_ARG, USER_ARG
+from tool_identity import ROLES_ARG, USER_ARG, is_reserved, tool_arguments
 
 
 def split_reserved(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The caller's arguments without reserved names, and the reserved names the caller tried to send."""
-    clean = {k: v for k, v in arguments.items() if not k.startswith(RESERVED_PREFIX)}
-    spoofed = tuple(sorted(k for k in arguments if k.startswith(RESERVED_PREFIX)))
-    return clean, spoofed
+    return tool_arguments(arguments), tuple(sorted(k for k in arguments if is_reserved(k)))
 
 
 def stamp(
@@ -24,8 +22,12 @@ def stamp(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A copy of `body` whose arguments are `clean_arguments` plus the identity (and `extra` reserved
-    values); nothing else in the body changes and the input is not mutated."""
+    values), and whose `params._meta` (which MCP servers also read) holds no reserved name; nothing else in
+    the body changes and the input is not mutated."""
     arguments = {**clean_arguments, USER_ARG: identity.user, ROLES_ARG: list(identity.roles)}
     if extra:
         arguments.update(extra)
-    return {**body, "params": {**body["params"], "arguments": arguments}}
+    params = {**body["params"], "arguments": arguments}
+    if isinstance(params.get("_meta"), Mapping):
+        params["_meta"] = tool_arguments(params["_meta"])
+    return {**body, "params": params}

@@ -21,7 +21,7 @@ from interceptor.reasons import Reason
 
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_KID_CHARS = 128
-BOT_PREFIX = "bot-"
+BOT_PREFIXES = ("bot-", "remote-bot-")  # a bot of a trusted leaf cluster appears as remote-bot-<name>-<cluster>
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub"]
 
 
@@ -46,8 +46,8 @@ class Identity:
 
     @property
     def bot(self) -> bool:
-        """Machine ID bots have usernames `bot-<name>`; everyone else is treated as a human."""
-        return self.user.startswith(BOT_PREFIX)
+        """Machine ID bots have usernames `bot-<name>` (`remote-bot-<name>-<cluster>` from a leaf cluster)."""
+        return self.user.startswith(BOT_PREFIXES)
 
 
 def bearer_token(headers: Mapping[str, Any]) -> str:
@@ -161,6 +161,8 @@ class TokenVerifier:
         aud = claims["aud"]
         if aud not in (self._audience, [self._audience]):
             raise AuthError(Reason.AUDIENCE_MISMATCH, "token is also valid for other audiences")
+        if any(not _is_int(claims[c]) for c in ("exp", "iat", "nbf") if c in claims):
+            raise AuthError(Reason.CLAIMS_INVALID, "exp, iat and nbf must be integers")
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise AuthError(Reason.CLAIMS_INVALID, "sub is not a non-empty string")
@@ -173,6 +175,10 @@ class TokenVerifier:
             issuer=self._issuer,
             expires_at=int(claims["exp"]),
         )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _roles(value: Any) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Wiring: settings -> keys, verifier, policy engine, session broker -> `Interceptor`, built once per container.
+"""Wiring: settings -> keys, verifier, policy engine, tool lister, session broker, metrics -> `Interceptor`,
+built once per container.
 
 A bad setting or policy set does not crash the init: the container comes up and refuses every request
 with a message saying why, while the log names the exact problem.
@@ -14,9 +15,11 @@ from interceptor.audit import Auditor
 from interceptor.aws_session import SessionBroker
 from interceptor.config import ConfigError, Mode, Settings
 from interceptor.keys import DiscoverySource, HttpFetcher, KeySource, KeyStore, PinnedSource
+from interceptor.listing import ToolLister
 from interceptor.logs import SERVICE
+from interceptor.metrics import METRICS
 from interceptor.pipeline import Broken, Interceptor
-from interceptor.policy import PolicyEngine, PolicySetInvalid
+from interceptor.policy import PolicyEngine, PolicySetInvalid, PolicySource, policy_set_digest
 from interceptor.reasons import Reason
 from interceptor.tokens import TokenVerifier
 
@@ -39,19 +42,25 @@ def build(env: Mapping[str, str]) -> Interceptor:
     keys = KeyStore(source, settings.jwks_ttl_s, settings.jwks_cooldown_s)
     verifier = TokenVerifier(settings.issuer, settings.audience, keys, settings.leeway_s, settings.token_cache_size)
     engine: PolicyEngine | Broken
+    lister: ToolLister | Broken
     try:
-        engine = PolicyEngine.load(settings.policy_dir)
-        logger.info("policies loaded", extra={"files": list(engine.files), "tools": len(engine.tools)})
+        policies = PolicySource.read(settings.policy_dir)
+        engine = PolicyEngine(policies)
+        lister = ToolLister(engine, policy_set_digest(policies))
+        logger.info(
+            "policies loaded",
+            extra={"files": list(engine.files), "tools": len(engine.tools), "policy_set": lister.policy_set},
+        )
     except PolicySetInvalid as exc:
         logger.error("policy set invalid; refusing every request", extra={"problems": exc.problems})
-        engine = Broken(Reason.POLICY_SET_INVALID)
+        engine = lister = Broken(Reason.POLICY_SET_INVALID)
     sessions = None
     if settings.session_role_arn is not None:
         sessions = SessionBroker(settings.session_role_arn, settings.session_duration_s, settings.session_tools)
-    return Interceptor(verifier, engine, settings.mode, Auditor(logger), sessions)
+    return Interceptor(verifier, engine, settings.mode, Auditor(logger), sessions, lister=lister, metrics=METRICS)
 
 
 def _broken(problems: list[str]) -> Interceptor:
     logger.error("interceptor misconfigured; refusing every request", extra={"problems": problems})
     broken = Broken(Reason.MISCONFIGURED)
-    return Interceptor(broken, broken, Mode.ENFORCE, Auditor(logger))
+    return Interceptor(broken, broken, Mode.ENFORCE, Auditor(logger), lister=broken, metrics=METRICS)

@@ -80,4 +80,9 @@ class Caller:
 
 def tool_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The agent's own arguments, without the reserved identity values."""
-    return {k: v for k, v in arguments.items() if not k.startswith(RESERVED_PREFIX)}
+    return {k: v for k, v in arguments.items() if not is_reserved(k)}
+
+
+def is_reserved(name: str) -> bool:
+    """Names under `_teleport_`, in any letter case, belong to the interceptor: never to the agent."""
+    return name[: len(RESERVED_PREFIX)].lower() == RESERVED_PREFIX
