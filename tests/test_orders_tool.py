@@ -451,3 +451,17 @@ def test_interceptor_to_tool_end_to_end(
     assert result == {"owner": "alice", "order_id": "1", "status": "pending"}
     assert lambda_env == [arguments["_teleport_aws_session"]["accessKeyId"]] * 2
     assert lambda_env[0] != "x"
+
+
+def test_numbers_from_dynamodb_come_back_json_serializable() -> None:
+    import json
+    from decimal import Decimal
+
+    from orders.app import plain
+
+    assert plain({"qty": Decimal("3"), "price": Decimal("2.5"), "items": [Decimal("1")]}) == {
+        "qty": 3,
+        "price": 2.5,
+        "items": [1],
+    }
+    json.dumps(plain({"n": Decimal("7")}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -108,6 +109,17 @@ def tool_name(context: Any) -> str:
     return str(custom.get("bedrockAgentCoreToolName", "")).rpartition("___")[2]
 
 
+def plain(value: Any) -> Any:
+    """DynamoDB returns numbers as Decimal, which Lambda cannot serialize: whole ones become int, others float."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 def handle(arguments: Mapping[str, Any], name: str, table_for: Callable[[Caller], Any]) -> dict[str, Any]:
     """Run one tool call; refusals come back as `{"error": ...}` for the agent to read."""
     try:
@@ -115,7 +127,8 @@ def handle(arguments: Mapping[str, Any], name: str, table_for: Callable[[Caller]
         tool = TOOLS.get(name)
         if tool is None:
             raise ToolError(f"unknown tool {name!r}")
-        return tool(Orders(caller, table_for(caller)), **tool_arguments(arguments))
+        result: dict[str, Any] = plain(tool(Orders(caller, table_for(caller)), **tool_arguments(arguments)))
+        return result
     except (ToolError, IdentityMissing, SessionMissing) as exc:
         return {"error": str(exc)}
     except TypeError:

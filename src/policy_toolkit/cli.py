@@ -259,6 +259,9 @@ def _verdict(decision: Decision) -> str:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    if args.base.startswith("-"):
+        _out(f"--base {args.base!r} is not a git ref")
+        return 2
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, check=True, text=True)
         folder = Path(os.path.relpath(args.dir.resolve(), Path(top.stdout.strip()).resolve()))
