@@ -940,3 +940,25 @@ def test_misconfigured_sessions_refuse_every_request(
     status, body = refusal(out)
     assert status == 500
     assert "misconfigured" in body["error"]["message"]
+
+
+def test_log_only_forwards_denied_calls_without_aws_credentials(
+    issuer: Any, make_interceptor: Callable[..., Interceptor], sts: StubbedSts
+) -> None:
+    interceptor = make_interceptor(SESSION_ROLE_ARN=ROLE, SESSION_TOOLS="orders___*", ENFORCEMENT_MODE="log_only")
+    sessions = interceptor._sessions
+    assert sessions is not None
+    sessions._client_factory = lambda: sts.client
+    token = issuer.mint(user="alice", roles=["developer"])  # developers may not update orders
+    args = forwarded_arguments(
+        interceptor.handle(
+            request_event(
+                tool_call(
+                    "orders___update_order", {"order_id": "1", "status": "shipped", "_teleport_aws_session": SPOOFED}
+                ),
+                token,
+            )
+        )
+    )
+    assert "_teleport_aws_session" not in args
+    assert sts.calls == []

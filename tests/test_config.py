@@ -452,3 +452,20 @@ def test_pinned_jwks_without_usable_key_is_a_misconfiguration(
     response = out["mcp"]["transformedGatewayResponse"]
     assert response["statusCode"] == 500
     assert "misconfigured" in response["body"]["error"]["message"]
+
+
+def test_an_unforeseen_init_failure_refuses_every_request(
+    monkeypatch: pytest.MonkeyPatch, issuer: Issuer, make_interceptor: Callable[..., Any]
+) -> None:
+    from interceptor import wiring
+
+    def explode(*_: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(wiring, "PolicyEngine", explode)
+    interceptor = make_interceptor()
+    out = interceptor.handle(request_event(tool_call("orders___get_order_tool", {"order_id": "1"}), issuer.mint()))
+    response = out["mcp"]["transformedGatewayResponse"]
+    assert response["statusCode"] == 500
+    assert "misconfigured" in response["body"]["error"]["message"]
+    assert "boom" not in json.dumps(out)

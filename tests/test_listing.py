@@ -389,7 +389,7 @@ def random_caller(rnd: random.Random) -> Identity:
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_lister_equals_per_tool_partial_evaluation(tmp_path: Path, seed: int) -> None:
+def test_lister_equals_per_tool_partial_evaluation(seed: int) -> None:
     rnd = random.Random(seed)
     source = PolicySource({"p.cedar": random_policies(rnd)}, SCHEMA)
     engine = PolicyEngine(source)
@@ -753,18 +753,23 @@ def test_other_responses_pass_through_unchanged(
     assert "tools_hidden" not in record
 
 
-@pytest.mark.parametrize(
-    "request_body",
-    [notification(), rpc("tools/list"), tool_call(GET, {"order_id": "1"})],
-    ids=["notification", "list", "call"],
-)
-def test_a_response_without_body_gets_the_bare_version(
-    issuer: Issuer, interceptor: Interceptor, request_body: dict[str, Any]
-) -> None:
-    event = response_event(request_event(request_body, issuer.mint()), None, 202)
+def test_a_notification_response_without_body_gets_the_bare_version(issuer: Issuer, interceptor: Interceptor) -> None:
+    event = response_event(request_event(notification(), issuer.mint()), None, 202)
     assert interceptor.handle(event) == {"interceptorOutputVersion": "1.0"}
     del event["mcp"]["gatewayResponse"]["body"]
     assert interceptor.handle(event) == {"interceptorOutputVersion": "1.0"}
+
+
+@pytest.mark.parametrize("request_body", [rpc("tools/list"), tool_call(GET, {"order_id": "1"})], ids=["list", "call"])
+def test_a_request_response_without_body_is_answered_not_waved_through(
+    issuer: Issuer, interceptor: Interceptor, request_body: dict[str, Any]
+) -> None:
+    """The bare output could read as "carry on unchanged": a request with an id gets an explicit answer."""
+    event = response_event(request_event(request_body, issuer.mint()), None, 202)
+    assert interceptor.handle(event) == {
+        "interceptorOutputVersion": "1.0",
+        "mcp": {"transformedGatewayResponse": {"statusCode": 202, "body": None}},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -840,7 +845,7 @@ def test_audit_record_of_a_filtered_list(
         assert part not in caplog.text + captured.out + captured.err
 
 
-def test_policy_set_digest_names_the_content(tmp_path: Path) -> None:
+def test_policy_set_digest_names_the_content() -> None:
     a = PolicySource({"p.cedar": PERMIT_GET}, SCHEMA)
     assert policy_set_digest(a) == policy_set_digest(PolicySource({"p.cedar": PERMIT_GET}, SCHEMA))
     assert policy_set_digest(a) != policy_set_digest(PolicySource({"p.cedar": PERMIT_GET + " "}, SCHEMA))
@@ -848,9 +853,7 @@ def test_policy_set_digest_names_the_content(tmp_path: Path) -> None:
     assert policy_set_digest(a) != policy_set_digest(PolicySource({"p.cedar": PERMIT_GET}, SCHEMA + "\n"))
 
 
-def test_hidden_names_are_capped_but_counted(
-    tmp_path: Path, issuer: Issuer, interceptor: Interceptor, audit_lines: Audit
-) -> None:
+def test_hidden_names_are_capped_but_counted(issuer: Issuer, interceptor: Interceptor, audit_lines: Audit) -> None:
     names = [f"other___tool{i}" for i in range(250)]
     interceptor.handle(list_event(issuer.mint(user="alice", roles=["developer"]), [GET, *names]))
     [record] = audit_lines()

@@ -147,9 +147,10 @@ def respond(status_code: int, body: Any, target_kind: str = "mcp") -> dict[str, 
 
 
 def pass_response(response: McpResponse) -> dict[str, Any]:
-    """Give the gateway its response back unchanged. One without a body (the answer to a notification) gets
-    the bare `{"interceptorOutputVersion": "1.0"}` of AWS's sample: there is nothing to return."""
-    if response.body is None:
+    """Give the gateway its response back unchanged. The answer to a notification, which has no body, gets
+    the bare `{"interceptorOutputVersion": "1.0"}` of AWS's sample: there is nothing to return. That bare form
+    is never used for a request with an id, where it could read as "carry on unchanged"."""
+    if response.body is None and response.request.is_notification:
         return {"interceptorOutputVersion": OUTPUT_VERSION}
     return respond(response.status_code, response.body)
 

@@ -159,7 +159,8 @@ class Interceptor:
         _record_decision(record, decision)
         if decision.allowed or (self._mode is Mode.LOG_ONLY and decision.reason in _POLICY_REASONS):
             try:
-                extra = self._session_argument(identity, tool, record)
+                # AWS credentials only for calls policy allows: log_only forwards denied calls without them.
+                extra = self._session_argument(identity, tool, record) if decision.allowed else {}
             except SessionUnavailable as exc:
                 logger.error("AWS session unavailable; call refused", extra={"problem": exc.detail})
                 record.decision, record.reason, record.detail = "deny", Reason.SESSION_UNAVAILABLE.value, exc.detail

@@ -27,7 +27,15 @@ logger = Logger(service=SERVICE)
 
 
 def build(env: Mapping[str, str]) -> Interceptor:
-    """Wire the pipeline from environment settings; never raises."""
+    """Wire the pipeline from environment settings; never raises: a failed init still answers every request."""
+    try:
+        return _build(env)
+    except Exception as exc:  # anything unforeseen at cold start must become a refusal, not an init crash
+        logger.exception("interceptor init failed; refusing every request")
+        return _broken([f"init failed: {type(exc).__name__}"])
+
+
+def _build(env: Mapping[str, str]) -> Interceptor:
     try:
         settings = Settings.from_env(env)
     except ConfigError as exc:
