@@ -34,6 +34,7 @@ def main() -> None:
     with Issuer().serve() as issuer:
         # Configure and import the function exactly as Lambda does at cold start.
         os.environ.update(TELEPORT_ISSUER=issuer.url, TELEPORT_AUDIENCE=issuer.audience)
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the demo shows decisions, not EMF lines
         from interceptor import app
 
         app.logger.addHandler(_AuditCapture())
