@@ -46,18 +46,7 @@ ISSUER = "https://teleport.example.com"
 TAG_KEYS = ["teleport-user", "teleport-roles", "teleport-tool", "teleport-cluster"]
 
 
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials and a region, and nothing that could point boto3 at a real account or endpoint."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "BOTO_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 def identity(user: str = "alice", roles: tuple[str, ...] = ("developer",), issuer: str = ISSUER) -> Identity:
