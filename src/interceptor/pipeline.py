@@ -99,7 +99,10 @@ class Interceptor:
         record.latency_us = (time.perf_counter_ns() - started) // 1000
         self._auditor.write(record)
         if self._metrics is not None:
-            self._metrics.record(record)
+            try:
+                self._metrics.record(record)
+            except Exception:  # metrics are best effort: they never change or break an answer
+                logger.exception("metrics not recorded")
         return output
 
     def _handle(self, event: Any, record: AuditRecord) -> dict[str, Any]:
