@@ -951,3 +951,13 @@ def test_log_only_forwards_denied_calls_without_aws_credentials(
     )
     assert "_teleport_aws_session" not in args
     assert sts.calls == []
+
+
+def test_session_repr_never_shows_the_secrets() -> None:
+    from datetime import UTC, datetime
+
+    from interceptor.aws_session import AwsSession
+
+    session = AwsSession(ROLE, "alice", "alice", "ASIAEXAMPLE", "s3cr3t-key", "t0ken", datetime.now(UTC))
+    assert "s3cr3t-key" not in repr(session) and "t0ken" not in repr(session)
+    assert "ASIAEXAMPLE" in repr(session)

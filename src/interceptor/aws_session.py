@@ -11,7 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -39,8 +39,8 @@ class AwsSession:
     session_name: str
     source_identity: str
     access_key_id: str
-    secret_access_key: str
-    session_token: str
+    secret_access_key: str = field(repr=False)  # never in a repr that could reach a log line
+    session_token: str = field(repr=False)
     expiration: datetime
 
     @cached_property
