@@ -156,6 +156,9 @@ def test_refused_issuer_schemes_and_hosts(issuer: str) -> None:
         ("https://teleport.example.com?x=1", "bare URL"),
         ("https://teleport.example.com#frag", "bare URL"),
         ("https://user:pw@teleport.example.com", "bare URL"),
+        ("https://teleport.example.com:443", "default port :443"),
+        ("https://[::1]:443/sub", "write https://[::1]/sub)"),
+        ("http://127.0.0.1:80", "default port :80"),
     ],
 )
 def test_issuer_must_equal_teleports_iss(issuer: str, expect: str) -> None:

@@ -523,6 +523,16 @@ def test_spoofed_identity_arguments_are_replaced(interceptor: Interceptor, token
     assert record["decision"] == "allow"
 
 
+def test_spoofs_in_meta_are_listed_and_removed(interceptor: Interceptor, token: str, audit_lines: Audit) -> None:
+    body = tool_call(GET, {"order_id": "42", "_teleport_user": "root"}, rpc_id=12)
+    body["params"]["_meta"] = {"_Teleport_User": "mallory", "progressToken": 7}
+    sent = forwarded(interceptor.handle(request_event(body, token)))
+    assert sent["params"]["_meta"] == {"progressToken": 7}
+    assert "mallory" not in json.dumps(sent)
+    [record] = audit_lines()
+    assert record["spoofed_arguments"] == ["_teleport_user", "_meta._Teleport_User"]
+
+
 def test_spoofed_roles_grant_nothing(interceptor: Interceptor, token: str, audit_lines: Audit) -> None:
     body = tool_call(UPDATE, {"order_id": "42", "status": "shipped", **SPOOFED})
     text = tool_denial(interceptor.handle(request_event(body, token)))

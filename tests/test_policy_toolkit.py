@@ -465,6 +465,21 @@ def test_validate_reports_the_right_file(cli: Run, policies: Path) -> None:
     assert "1 errors, 0 warnings" in out
 
 
+def test_validate_names_policies_by_id_never_by_cedar_position(cli: Run, policies: Path) -> None:
+    write(
+        policies / "zz-names.cedar",
+        '@id("fine")\npermit (principal, action == Teleport::Action::"db___run_query", resource);\n'
+        '@id("typo")\npermit (principal, action, resource) when { principal.nme == "x" };\n'
+        'permit (principal, action, resource) when { principal.nme == "y" };\n',
+    )
+    code, out = cli("validate")
+    assert code == 1
+    errors = [row for row in out.splitlines() if ": error:" in row]
+    assert any("policy `typo`" in row for row in errors), out
+    assert any("policy `zz-names.cedar#2`" in row for row in errors), out
+    assert not re.search(r"`policy\d+`", out), out
+
+
 def test_validate_fails_on_a_duplicate_id(cli: Run, policies: Path) -> None:
     write(
         policies / "zz-dup.cedar",

@@ -48,6 +48,13 @@ def test_split_reserved_separates_caller_sent_reserved_names() -> None:
     assert arguments == snapshot  # the caller's mapping is not mutated
 
 
+def test_split_reserved_names_spoofs_in_meta() -> None:
+    params = {"_meta": {"_teleport_user": "mallory", "_teleport_roles": ["x"], "progressToken": 1}}
+    clean, spoofed = split_reserved({"order_id": "42"}, params)
+    assert clean == {"order_id": "42"}
+    assert spoofed == ("_meta._teleport_roles", "_meta._teleport_user")
+
+
 @pytest.mark.parametrize("name", ["_TELEPORT_USER", "_Teleport_user", "_teleport_USER", "_tElEpOrT_x"])
 def test_split_reserved_ignores_letter_case(name: str) -> None:
     clean, spoofed = split_reserved({"order_id": "42", name: "root"})

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
 BUNDLED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
@@ -127,7 +127,23 @@ def _issuer(raw: str, problems: list[str]) -> str:
         problems.append("TELEPORT_ISSUER must be a bare URL (no query, fragment or credentials)")
     if issuer.endswith("/"):
         problems.append("TELEPORT_ISSUER must not end with '/': Teleport's iss claim has no trailing slash")
+    if (port := _port(parts)) is not None and _DEFAULT_PORTS.get(parts.scheme) == port:
+        problems.append(
+            f"TELEPORT_ISSUER must not name the default port :{port}: Teleport's iss claim "
+            f"never carries it (write {urlunsplit(parts._replace(netloc=parts.netloc.rsplit(':', 1)[0]))})"
+        )
     return issuer
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _port(parts: SplitResult) -> int | None:
+    """The URL's explicit port, or None when it has none or an invalid one (reported by the URL check)."""
+    try:
+        return parts.port
+    except ValueError:
+        return None
 
 
 def _pinned_jwks(raw: str, problems: list[str]) -> str | None:

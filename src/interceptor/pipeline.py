@@ -156,7 +156,7 @@ class Interceptor:
         self, request: McpRequest, tool: str, identity: Identity, record: AuditRecord
     ) -> dict[str, Any]:
         assert not isinstance(self._engine, Broken)  # _authenticate refused already
-        arguments, spoofed = split_reserved(request.arguments)
+        arguments, spoofed = split_reserved(request.arguments, request.body.get("params"))
         record.argument_names, record.spoofed_arguments = sorted(arguments), list(spoofed)
         decision = self._engine.authorize(identity, tool, arguments)
         _record_decision(record, decision)

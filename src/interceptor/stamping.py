@@ -10,9 +10,16 @@ from interceptor.tokens import Identity
 from tool_identity import ROLES_ARG, USER_ARG, is_reserved, tool_arguments
 
 
-def split_reserved(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The caller's arguments without reserved names, and the reserved names the caller tried to send."""
-    return tool_arguments(arguments), tuple(sorted(k for k in arguments if is_reserved(k)))
+def split_reserved(
+    arguments: Mapping[str, Any], params: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The caller's arguments without reserved names, and the reserved names the caller tried to send: in the
+    arguments as they are, in `params._meta` as `_meta.<name>` (both are removed before forwarding)."""
+    spoofed = sorted(k for k in arguments if is_reserved(k))
+    meta = params.get("_meta") if params is not None else None
+    if isinstance(meta, Mapping):
+        spoofed.extend(sorted(f"_meta.{k}" for k in meta if is_reserved(k)))
+    return tool_arguments(arguments), tuple(spoofed)
 
 
 def stamp(

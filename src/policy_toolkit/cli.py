@@ -59,6 +59,16 @@ def never_applies(policy: dict[str, Any]) -> bool:
     )
 
 
+def _parsed(text: str) -> dict[str, Any]:
+    """Cedar's JSON form of a policy file's static policies, keyed by Cedar's positional ids (`policy0`, ...);
+    empty when the text does not parse (validation reports the parse error)."""
+    try:
+        policies: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
+    except ValueError:
+        return {}
+    return policies
+
+
 def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
 
@@ -93,14 +103,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for name, text in source.files.items():
         lines = policy_lines(text)
         result = cedarpy.validate_policies(text, schema)
+        policies = _parsed(text)
+        names = [p.get("annotations", {}).get("id") or f"{name}#{i}" for i, p in enumerate(policies.values())]
         for error in result.errors:
-            index = int(error.policy_id.removeprefix("policy")) if error.policy_id.startswith("policy") else -1
+            index = list(policies).index(error.policy_id) if error.policy_id in policies else -1
             where = f"{args.dir / name}:{lines[index] if 0 <= index < len(lines) else 1}"
-            _out(f"{where}: error: {error.error}")
+            # Cedar names policies by position (`policy3`); authors, audit records and the engine use `@id`.
+            text_of_error = (
+                error.error.replace(f"`{error.policy_id}`", f"`{names[index]}`") if index >= 0 else error.error
+            )
+            _out(f"{where}: error: {text_of_error}")
             errors += 1
         if not result.validation_passed:
             continue
-        policies = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
         for index, policy in enumerate(policies.values()):
             where = f"{args.dir / name}:{lines[index] if index < len(lines) else 1}"
             if "id" not in policy.get("annotations", {}):
