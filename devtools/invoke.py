@@ -5,6 +5,11 @@ process with the artifact folder as its code root and the function's env file, f
 handler's response (or the runtime's error shape) back. This checks what in-process tests cannot: the handler
 string, the native wheels in the artifact, JSON serialization and the real error shape.
 
+Each answer is printed (forwarded or the status, and the reason code) and compared with what the event's name says
+should happen (EXPECTED); any difference, or a runtime error, makes the exit status non-zero. An event with another
+name is shown but not checked. `--minted DIR` swaps sample events for the freshly minted copies in DIR (and uses
+DIR/env.json), so expired committed tokens never turn every answer into a 401.
+
     python -m devtools.invoke --artifact .aws-sam/build-x86_64/InterceptorFunction events/allowed-call.json ...
 """
 
@@ -14,11 +19,13 @@ import argparse
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,21 +33,38 @@ from typing import Any
 from devtools import loopback
 
 PREFIX = "/2018-06-01/runtime"
-# What each sample event must produce: "forward", or the statusCode of the direct answer.
-EXPECTED: dict[str, str | int] = {
-    "initialize": "forward",
-    "notification": "forward",
-    "tools-list": "forward",
-    "allowed-call": "forward",
-    "admin-update": "forward",
-    "denied-call": 200,
-    "bot-denied": 200,
-    "unknown-tool": 200,
-    "spoofed-identity": "forward",
-    "expired-token": 401,
-    "missing-token": 401,
-    "missing-headers": 500,
-    "response-tools-list": 200,
+REASON = re.compile(r"\(reason: ([a-z_]+)\)")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the interceptor did with one event, in the terms its sample name promises."""
+
+    outcome: str | int  # "forward", or the statusCode of a direct answer
+    reason: str | None = None  # the reason code in an error or isError text
+    user: str | None = None  # `_teleport_user` stamped into a forwarded tools/call
+
+    def __str__(self) -> str:
+        if self.outcome == "forward":
+            return "forwarded" + (f" as {self.user}" if self.user else "")
+        return f"answered {self.outcome}" + (f" ({self.reason})" if self.reason else "")
+
+
+# What each sample event (devtools/events.py) must produce.
+EXPECTED: dict[str, Answer] = {
+    "initialize": Answer("forward"),
+    "notification": Answer("forward"),
+    "tools-list": Answer("forward"),
+    "allowed-call": Answer("forward", user="alice"),
+    "admin-update": Answer("forward", user="carol"),
+    "denied-call": Answer(200, "policy_denied"),
+    "bot-denied": Answer(200, "policy_denied"),
+    "unknown-tool": Answer(200, "tool_unknown"),
+    "spoofed-identity": Answer("forward", user="alice"),
+    "expired-token": Answer(401, "token_expired"),
+    "missing-token": Answer(401, "token_missing"),
+    "missing-headers": Answer(500, "headers_missing"),
+    "response-tools-list": Answer(200),
 }
 
 
@@ -131,15 +155,39 @@ def invoke(artifact: Path, handler: str, env: dict[str, str], event: bytes, time
     return kind, payload
 
 
-def outcome(payload: Any) -> str | int:
-    """ "forward" or the statusCode of a direct answer; raises when the output breaks the contract."""
+def answer_of(payload: Any) -> Answer:
+    """Reads an interceptor output; raises (KeyError, TypeError, ValueError) when it breaks the contract."""
     if not isinstance(payload, dict) or payload.get("interceptorOutputVersion") != "1.0":
         raise ValueError("not an interceptor output")
     mcp = payload["mcp"]
     if "transformedGatewayResponse" in mcp:
-        return int(mcp["transformedGatewayResponse"]["statusCode"])
-    mcp["transformedGatewayRequest"]["body"]["method"]
-    return "forward"
+        response = mcp["transformedGatewayResponse"]
+        body = response["body"]
+        texts = [body.get("error", {}).get("message", "")]
+        texts += [c.get("text", "") for c in body.get("result", {}).get("content", [])]
+        reasons = [m[1] for text in texts if (m := REASON.search(str(text)))]
+        return Answer(int(response["statusCode"]), reasons[0] if reasons else None)
+    body = mcp["transformedGatewayRequest"]["body"]
+    user = body["params"]["arguments"].get("_teleport_user") if body["method"] == "tools/call" else None
+    return Answer("forward", user=user)
+
+
+def sources(events: list[Path], env_file: Path, minted: Path | None) -> tuple[list[Path], Path]:
+    """The event files to run and their env file: sample events replaced by their freshly minted copies."""
+    if minted is None:
+        return events, env_file
+    fresh = [minted / e.name if e.stem in EXPECTED and (minted / e.name).is_file() else e for e in events]
+    return fresh, minted / "env.json"
+
+
+def verdict(name: str, answer: Answer) -> tuple[str, str]:
+    """("ok" | "FAIL" | "??", explanation) for the answer to the event called `name`."""
+    expected = EXPECTED.get(name)
+    if expected is None:
+        return "??", f"{answer} (no expectation for '{name}': not checked)"
+    if answer != expected:
+        return "FAIL", f"{answer}, expected {expected}"
+    return "ok", str(answer)
 
 
 def main() -> int:
@@ -149,28 +197,30 @@ def main() -> int:
     parser.add_argument("--handler", default="interceptor.app.lambda_handler")
     parser.add_argument("--env-file", type=Path, default=Path("events/env.json"))
     parser.add_argument("--function", default="InterceptorFunction", help="section of the env file")
-    parser.add_argument("--check", action="store_true", help="fail unless each sample event gives its expected outcome")
+    parser.add_argument("--minted", type=Path, help="folder of freshly minted sample events (make invoke/smoke)")
+    parser.add_argument("--show", action="store_true", help="also print each full output")
     args = parser.parse_args()
     if not (args.artifact / "interceptor").is_dir():
         print(f"no build artifact at {args.artifact}: run 'make build' first", file=sys.stderr)
         return 2
-    env = {k: str(v) for k, v in json.loads(args.env_file.read_text()).get(args.function, {}).items()}
-    failures = 0
-    for path in args.events:
+    events, env_file = sources(args.events, args.env_file, args.minted)
+    env = {k: str(v) for k, v in json.loads(env_file.read_text()).get(args.function, {}).items()}
+    counts = {"ok": 0, "FAIL": 0, "??": 0}
+    for path in events:
         kind, payload = invoke(args.artifact.resolve(), args.handler, env, path.read_bytes())
         if kind != "response":
-            print(f"FAIL {path.name}: runtime reported {kind}: {json.dumps(payload)}")
-            failures += 1
-            continue
-        got = outcome(payload)
-        expected = EXPECTED.get(path.stem)
-        ok = not args.check or got == expected
-        failures += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {path.name}: {got}" + ("" if ok else f" (expected {expected})"))
-        if not args.check:
+            mark, text = "FAIL", f"runtime reported {kind}: {json.dumps(payload)}"
+        else:
+            try:
+                mark, text = verdict(path.stem, answer_of(payload))
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                mark, text = "FAIL", f"output breaks the interceptor contract ({error!r})"
+        counts[mark] += 1
+        print(f"{mark:<4} {path}: {text}")
+        if args.show:
             print(json.dumps(payload, indent=2))
-    print(f"{len(args.events) - failures} passed, {failures} failed")
-    return 1 if failures else 0
+    print(f"{counts['ok']} passed, {counts['FAIL']} failed" + (f", {counts['??']} not checked" if counts["??"] else ""))
+    return 1 if counts["FAIL"] else 0
 
 
 if __name__ == "__main__":

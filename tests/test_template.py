@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from devtools.deploy import AUDIENCE, PLACEHOLDER_AUDIENCE
 from interceptor.config import BUNDLED_POLICY_DIR
 from interceptor.policy import PolicyEngine
 
@@ -100,3 +102,25 @@ def test_orders_target_tools_are_exactly_the_schema_tools_of_that_target(templat
     names = {f"{target['Name']}___{tool['Name']}" for tool in tools}
     engine = PolicyEngine.load(BUNDLED_POLICY_DIR)
     assert names == {t for t in engine.tools if t.startswith("orders___")}
+
+
+def test_gateway_is_named_after_the_stack_unless_named_explicitly(template):
+    parameter = template["Parameters"]["GatewayName"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch("teleport-agentcore")
+    assert not pattern.fullmatch("a" * 49)  # AgentCore allows at most 48 letters and digits
+    assert template["Conditions"]["GatewayNamed"] == {"Not": [{"Equals": [{"Ref": "GatewayName"}, ""]}]}
+    gateway = template["Resources"]["Gateway"]["Properties"]
+    assert gateway["Name"] == {"If": ["GatewayNamed", {"Ref": "GatewayName"}, {"Ref": "AWS::StackName"}]}
+
+
+def test_audience_placeholder_and_output_are_what_make_deploy_settles_with(template):
+    audience = template["Parameters"]["McpAudience"]
+    assert audience["Default"] == PLACEHOLDER_AUDIENCE
+    assert re.fullmatch(audience["AllowedPattern"], PLACEHOLDER_AUDIENCE)
+    assert template["Outputs"]["TeleportAppUri"]["Value"] == {"Sub": "mcp+${Gateway.GatewayUrl}"}
+    assert AUDIENCE.fullmatch("mcp+https://teleport-agentcore-x1.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp")
+    names = {"InterceptorLogGroupName", "OrdersTableName", "GatewayUrl"}
+    assert names <= set(template["Outputs"])  # printed by make deploy / make delete
