@@ -43,7 +43,7 @@ $(error ARCH must be arm64 or x86_64)
 endif
 endif
 
-.PHONY: help venv test lint typecheck unit policies demo bench clean deploy-venv template build invoke smoke events ci \
+.PHONY: help venv test lint typecheck unit policies demo bench fuzz clean deploy-venv template build invoke smoke events ci \
 	deploy delete
 
 help: ## list the targets
@@ -84,10 +84,11 @@ typecheck: $(STAMP) ## mypy --strict
 unit: $(STAMP) ## pytest only
 	$(VPY) -m pytest
 
-policies: $(STAMP) ## schema --check, validate, format --check, test --coverage (what CI runs on policies/)
+policies: $(STAMP) ## schema --check, validate, format --check, build (the bundle), test --coverage (CI on policies/)
 	$(VENV)/bin/teleport-policy schema --check
 	$(VENV)/bin/teleport-policy validate
 	$(VENV)/bin/teleport-policy format --check
+	$(VENV)/bin/teleport-policy build
 	$(VENV)/bin/teleport-policy test --coverage
 
 test: lint typecheck policies unit ## everything CI checks
@@ -95,14 +96,18 @@ test: lint typecheck policies unit ## everything CI checks
 demo: $(STAMP) ## the product in four steps against a local Teleport-like issuer and a local STS
 	$(VPY) -m devtools.demo
 
-bench: $(STAMP) ## latency and cold-init benchmarks (results: docs/benchmarks.md)
-	$(VPY) -m benchmarks.run
+bench: $(STAMP) ## cold start, tool lists, warm path vs its limit (QUICK=1: CI-sized; WRITE=1: docs/benchmarks.md)
+	$(VPY) -m benchmarks.run $(if $(QUICK),--quick) $(if $(WRITE),--write)
+
+fuzz: $(STAMP) ## seeded fuzz run of the handler, non-zero exit on any violation (N=100000 events, SEED=1)
+	$(VPY) -m devtools.fuzz --events $(or $(N),100000) --seed $(or $(SEED),1)
 
 template: $(DSTAMP) ## cfn-lint and sam validate --lint
 	$(DVENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 
-build: $(DSTAMP) ## sam build for x86_64 (local invoke) and arm64 (what deploys by default)
+build: $(DSTAMP) ## policy bundle, then sam build for x86_64 (local invoke) and arm64 (what deploys by default)
+	$(VENV)/bin/teleport-policy build
 	$(SAM) build --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/build-x86_64 --cache-dir .aws-sam/cache-x86_64
 	$(SAM) build --parameter-overrides Architecture=arm64 --build-dir .aws-sam/build-arm64 --cache-dir .aws-sam/cache-arm64
 

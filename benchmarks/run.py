@@ -1,108 +1,435 @@
-"""`make bench`: warm latency of an allowed tools/call and cold init, written to docs/benchmarks.md.
+"""`make bench`: cold start, tool lists and the warm path over generated gateways, with the limit in the same run.
 
-Warm path: the handler on an allowed `tools/call`, split into token verification, Cedar authorization and
-the rest (parse, stamp, audit line), at 10 and 100 policies, with Teleport's per-session token reuse
-(verified-token cache hit) and with a fresh token every call (full RS256 verification). Tool-list filtering:
-the RESPONSE handler on a 500-tool `tools/list` (generated schema, 100 policies in force for the caller), for a
-caller seen for the first time and for one whose tools are cached. Cold init: a new interpreter importing
-`interceptor.app` (imports + settings + policy load), median of several runs.
-Medians and p99 from one run on this machine; compare ratios, not absolute numbers across machines.
+Gateways come from `benchmarks.generate` (the README's Cedar model, issue 10's mix). Sizes (policies x tools): the
+full run sweeps policies at 500 tools (10 / 100 / 1,000 / 10,000) and tools at 1,000 policies (50 / 500 / 5,000),
+plus the small corner 10 x 50: seven gateways, not the whole 4 x 3 matrix (10,000 x 5,000 alone would take longer
+than the rest, and the sweeps already show how each dimension grows). `--quick` runs 10 x 50, 100 x 500 and
+1,000 x 500 with fewer iterations, for CI.
+
+Per gateway:
+- cold start: a fresh interpreter imports `interceptor.app` (init: settings, policy load, tool lister) with a
+  pinned JWKS (`TELEPORT_JWKS`), then serves one allowed `tools/call` with a token it has never seen; median of
+  several runs, split into imports, init and first request, plus the process's peak RSS (`ru_maxrss`). When the
+  toolkit has `teleport-policy build`, the folder is built first (timed apart: it runs at build time, not in
+  the function) and one cold start from the plain policy files is measured before, for comparison;
+- tool lists: the RESPONSE handler on a `tools/list` of every tool, for a caller seen for the first time and for
+  one whose visible tools are cached;
+- warm path: the handler on an allowed `tools/call` with the token cached (Teleport reuses one per MCP session)
+  and fresh (full RS256 verification), p50 and p99, sampled interleaved with the limit so drift hits both alike;
+- the limit, the irreducible work: Cedar over the tool's own policies (`cedarpy.is_authorized` with parsed
+  policy, entity and schema handles) for a cached token; plus one RSA-2048 verification and the claim checks
+  for a fresh one. The ratio is handler p50 / limit p50;
+- throughput: decisions per second of one warm container calling the handler in a loop.
+
+Audit lines are written as in Lambda (to stdout, here redirected to /dev/null), so their cost is measured. Results
+go to stdout and `.bench/benchmarks.md`; `--write` writes `docs/benchmarks.md`. Medians from one run on a shared
+machine: compare ratios within a run rather than absolute numbers across runs.
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import contextlib
 import io
+import json
 import logging
 import os
 import platform
-import shutil
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import cedarpy
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from benchmarks.generate import definitions, generate
 from devtools.gateway import request_event, response_event, rpc, tool_call
 from devtools.issuer import Issuer
-from interceptor.app import build, logger
-from interceptor.config import BUNDLED_POLICY_DIR
-from interceptor.listing import ToolLister, could_allow
-from interceptor.policy import PolicyEngine
-from interceptor.tokens import Identity, TokenVerifier
-from policy_toolkit.schema import render
+from interceptor.audit import Auditor, AuditRecord
+from interceptor.listing import ToolLister
+from interceptor.pipeline import Interceptor
+from interceptor.policy import ACTION_TYPE, GATEWAY, USER_TYPE, PolicyEngine, principal_entities
+from interceptor.tokens import TokenVerifier
+from interceptor.wiring import build, logger
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "benchmarks.md"
-TOOLS = ["orders___get_order_tool", "orders___list_my_orders", "orders___update_order", "db___run_query"]
+SCRATCH = ROOT / ".bench" / "benchmarks.md"
+ISSUER_URL = "https://teleport.example.com"
+FULL = [(10, 50), (10, 500), (100, 500), (1000, 50), (1000, 500), (1000, 5000), (10000, 500)]
+QUICK = [(10, 50), (100, 500), (1000, 500)]
+MAIN = (1000, 500)  # where the warm-path targets are judged
+Stats = tuple[float, float]  # (p50, p99) in microseconds
 
 
-def synthetic_policies(folder: Path, count: int) -> None:
-    """The bundled schema plus `count` policies spread over tools, roles and conditions (10 % forbids)."""
-    shutil.copy(BUNDLED_POLICY_DIR / "schema.cedarschema", folder)
-    lines = []
-    for i in range(count - 1):
-        tool = TOOLS[i % len(TOOLS)]
-        effect = "forbid" if i % 10 == 9 else "permit"
-        condition = {
-            "orders___get_order_tool": f'context.input.order_id == "{i}"',
-            "orders___list_my_orders": "principal.bot",
-            "orders___update_order": f'context.input.status == "s{i}"',
-            "db___run_query": f'principal.hasTag("db_names") && principal.getTag("db_names").contains("db{i}")',
-        }[tool]
-        lines.append(
-            f'@id("p{i}")\n{effect} (principal in Teleport::Role::"role{i}", '
-            f'action == Teleport::Action::"{tool}", resource) when {{ {condition} }};'
-        )
-    lines.append(
-        '@id("developers-read")\npermit (principal in Teleport::Role::"developer", '
-        'action in Teleport::Action::"orders", resource);'
-    )
-    (folder / "bench.cedar").write_text("\n".join(lines))
+@dataclass
+class Cold:
+    """Median milliseconds of the cold-start steps, the process's peak RSS, and how the policies were loaded (the
+    `bundle` field of the `policies loaded` log line: a prebuilt bundle used, stale, or none)."""
+
+    total_ms: float
+    imports_ms: float
+    init_ms: float
+    first_request_ms: float
+    process_ms: float
+    rss_mb: float
+    bundle: str
 
 
-def sample(fn: Callable[[], object], n: int) -> list[float]:
-    """Per-call latencies in microseconds."""
-    for _ in range(min(200, n)):
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter_ns()
-        fn()
-        out.append((time.perf_counter_ns() - t) / 1000)
-    return out
+@dataclass
+class Result:
+    policies: int
+    tools: int
+    cold: Cold
+    warm: dict[str, Stats]
+    throughput: float
+    lists: dict[str, Stats]
+    visible: int
+    build_ms: float | None  # `teleport-policy build`, when the toolkit has it
+    plain: Cold | None  # cold start from the plain policy files, when a bundle is what the function loads
+
+    @property
+    def name(self) -> str:
+        return f"{self.policies:,} x {self.tools:,}"
+
+    def ratio(self, path: str, limit: str) -> float:
+        return self.warm[path][0] / self.warm[limit][0]
 
 
-def stats(values: list[float]) -> tuple[float, float]:
+# ---------------------------------------------------------------------------------------------------------------
+# sampling
+
+
+def sample_interleaved(fns: dict[str, Callable[[], object]], n: int, rounds: int = 5) -> dict[str, Stats]:
+    """p50 and p99 of each function over `n` calls, taken in `rounds` alternating blocks after a warm-up."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        for _ in range(min(200, n)):
+            fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            out = samples[name]
+            for _ in range(max(1, n // rounds)):
+                started = time.perf_counter_ns()
+                fn()
+                out.append((time.perf_counter_ns() - started) / 1000)
+    return {name: _stats(values) for name, values in samples.items()}
+
+
+def _stats(values: list[float]) -> Stats:
     ordered = sorted(values)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+    return statistics.median(ordered), ordered[max(0, int(len(ordered) * 0.99) - 1)]
 
 
-def warm(issuer: Issuer, count: int, n: int) -> dict[str, tuple[float, float]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        synthetic_policies(Path(tmp), count)
-        env = {"TELEPORT_ISSUER": issuer.url, "TELEPORT_AUDIENCE": issuer.audience, "POLICY_DIR": tmp}
-        cached = build(env)
-        uncached = build({**env, "TOKEN_CACHE_SIZE": "0"})
-        engine = PolicyEngine.load(Path(tmp))
-    token = issuer.mint(user="alice", roles=["developer", "role3", "role7"], traits={"db_names": ["db3"]})
-    event = request_event(tool_call("orders___get_order_tool", {"order_id": "42"}), token)
-    assert "transformedGatewayRequest" in cached.handle(event)["mcp"], "benchmark call must be allowed"
-    identity = Identity("alice", ("developer", "role3", "role7"), {"db_names": ("db3",)}, issuer.url, 0)
-    # Measuring the parts needs the wired verifiers (private on purpose: not an API).
-    verifier_cached, verifier_uncached = cached._verifier, uncached._verifier
-    assert isinstance(verifier_cached, TokenVerifier) and isinstance(verifier_uncached, TokenVerifier)
+def throughput(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of `fn` in a tight loop for about `seconds`."""
+    calls, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while (now := time.perf_counter()) < deadline:
+        for _ in range(100):
+            fn()
+        calls += 100
+    return calls / (now - started)
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Audit lines go to /dev/null through the real stdout sink (write + flush, as in Lambda)."""
+    saved = sys.stdout
+    with Path(os.devnull).open("w") as devnull:
+        sys.stdout = devnull
+        try:
+            yield
+        finally:
+            sys.stdout = saved
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the gateway under test
+
+
+@dataclass(frozen=True)
+class Call:
+    """The benchmark's allowed call: a role x tool permit of the generated set, arguments the schema requires."""
+
+    tool: str
+    roles: list[str]
+    traits: dict[str, list[str]]
+    arguments: dict[str, Any]
+
+
+def bench_call(folder: Path, tools: int) -> Call:
+    text = (folder / "generated.cedar").read_text(encoding="utf-8")
+    match = re.search(r'permit \(principal in Teleport::Role::"(r\d+)", action == Teleport::Action::"([^"]+)"', text)
+    assert match, "the generated set has a role x tool permit"
+    role, tool = match.groups()
+    target, _, name = tool.partition("___")
+    [schema] = [d["inputSchema"] for d in definitions(tools)[target] if d["name"] == name]
+    arguments = dict.fromkeys(schema.get("required", []), "42")
+    roles = [role, *(f"r{i}" for i in range(6) if f"r{i}" != role)]
+    return Call(tool, roles, {"team": ["team1", "team2"]}, arguments)
+
+
+def own_policies(folder: Path, tool: str) -> cedarpy.PolicySet:
+    """The policies whose action scope can match `tool` (by name, in a list, through its target's group, or any
+    action), read from the generated text independently of the engine's own slicing."""
+    target = tool.partition("___")[0]
+    names = (f'Action::"{tool}"', f'Action::"{target}"')
+    text = (folder / "generated.cedar").read_text(encoding="utf-8")
+    kept = [
+        policy
+        for policy in text.split("\n\n")
+        if any(n in policy for n in names) or re.search(r"\(principal[^,]*, action, ", policy)
+    ]
+    return cedarpy.PolicySet.from_str("\n\n".join(kept))
+
+
+def settings(issuer: Issuer, folder: Path) -> dict[str, str]:
+    """The function's environment for a generated gateway, with the issuer's keys pinned."""
     return {
-        "handler, token cached": stats(sample(lambda: cached.handle(event), n)),
-        "handler, token verified": stats(sample(lambda: uncached.handle(event), n // 4)),
-        "token verification (cache hit)": stats(sample(lambda: verifier_cached.verify(token), n)),
-        "token verification (RS256 + claims)": stats(sample(lambda: verifier_uncached.verify(token), n // 4)),
-        "authorization (Cedar)": stats(
-            sample(lambda: engine.authorize(identity, "orders___get_order_tool", {"order_id": "42"}), n)
-        ),
+        "TELEPORT_ISSUER": issuer.url,
+        "TELEPORT_AUDIENCE": issuer.audience,
+        "TELEPORT_JWKS": json.dumps(issuer.jwks()),
+        "POLICY_DIR": str(folder),
     }
+
+
+def warm(issuer: Issuer, interceptor: Interceptor, folder: Path, tools: int, n: int) -> tuple[dict[str, Stats], float]:
+    """Warm-path samples (handler, parts, limits) and decisions per second, token cached."""
+    call = bench_call(folder, tools)
+    token = issuer.mint(user="alice", roles=call.roles, traits=call.traits, ttl=4 * 3600)
+    event = request_event(tool_call(call.tool, call.arguments), token)
+    assert "transformedGatewayRequest" in interceptor.handle(event)["mcp"], "the benchmark call must be allowed"
+    verifier, engine = interceptor._verifier, interceptor._engine  # private on purpose: parts, not an API
+    assert isinstance(verifier, TokenVerifier) and isinstance(engine, PolicyEngine)
+    identity = verifier.verify(token)
+
+    def fresh_handler() -> object:
+        verifier._cache.clear()  # the next verification is a full one, as for a token never seen
+        return interceptor.handle(event)
+
+    def fresh_verify() -> object:
+        verifier._cache.clear()
+        return verifier.verify(token)
+
+    policies = own_policies(folder, call.tool)
+    schema = cedarpy.Schema.from_str((folder / "schema.cedarschema").read_text(encoding="utf-8"))
+    entities = cedarpy.Entities.from_json_str(
+        json.dumps([{"uid": GATEWAY, "attrs": {}, "parents": []}, *principal_entities(identity)]), schema
+    )
+    request = {
+        "principal": {"type": USER_TYPE, "id": identity.user},
+        "action": {"type": ACTION_TYPE, "id": call.tool},
+        "resource": GATEWAY,
+        "context": {"input": call.arguments},
+    }
+    assert cedarpy.is_authorized(request, policies, entities, schema).allowed, "the limit must decide the same"
+    rsa_and_claims = _rsa_and_claims(issuer, token)
+    auditor = Auditor()
+    record = AuditRecord(phase="REQUEST", mode="enforce", method="tools/call", tool=call.tool, user="alice")
+    record.roles, record.decision, record.forwarded, record.reason = call.roles, "allow", True, "allowed"
+    record.policy_ids, record.argument_names, record.lambda_request_id = ["g0"], sorted(call.arguments), "req-1"
+    warm_stats = sample_interleaved(
+        {
+            "handler, token cached": lambda: interceptor.handle(event),
+            "limit: Cedar over the tool's own policies": lambda: cedarpy.is_authorized(
+                request, policies, entities, schema
+            ),
+            "handler, token fresh": fresh_handler,
+            "limit: RSA-2048 verify + claims": rsa_and_claims,
+        },
+        n,
+    )
+    parts = sample_interleaved(
+        {
+            "token verification, cache hit": lambda: verifier.verify(token),
+            "token verification, fresh": fresh_verify,
+            "authorization (engine)": lambda: engine.authorize(identity, call.tool, call.arguments),
+            "audit + EMF line (one write)": lambda: auditor.write(record),
+        },
+        n,
+    )
+    rate = throughput(lambda: interceptor.handle(event), 1.0 if n >= 2000 else 0.5)
+    cedar = warm_stats["limit: Cedar over the tool's own policies"][0]
+    rsa = warm_stats["limit: RSA-2048 verify + claims"][0]
+    warm_stats["limit, fresh: RSA-2048 verify + claims + Cedar"] = (rsa + cedar, float("nan"))
+    return {**warm_stats, **parts}, rate
+
+
+def _rsa_and_claims(issuer: Issuer, token: str) -> Callable[[], object]:
+    """The irreducible work on a fresh token: decode signature and payload, one RSA-2048 PKCS#1 v1.5 / SHA-256
+    verification over the signing input, and the claim comparisons."""
+    key = issuer.signing_key.public_key()
+    signing_input, _, signature = token.rpartition(".")
+    payload = signing_input.partition(".")[2]
+    data = signing_input.encode()
+
+    def check() -> object:
+        key.verify(base64.urlsafe_b64decode(signature + "=="), data, padding.PKCS1v15(), hashes.SHA256())
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+        now = time.time()
+        ok = claims["iss"] == issuer.url and claims["aud"] == issuer.audience and claims["exp"] > now - 30
+        assert ok and claims["iat"] <= now + 30 and claims["nbf"] <= now + 30
+        return claims
+
+    return check
+
+
+def tool_lists(
+    issuer: Issuer, interceptor: Interceptor, call: Call, tools: list[str], n: int
+) -> tuple[dict[str, Stats], int]:
+    """RESPONSE handler on a `tools/list` of every tool, by the benchmark caller (7 of the 50 roles, one of them
+    granted the benchmark tool): caller's first list and caller's cached list."""
+    token = issuer.mint(user="alice", roles=call.roles, traits=call.traits, ttl=4 * 3600)
+    listed = [{"name": t, "description": t, "inputSchema": {"type": "object"}} for t in tools]
+    body = {"jsonrpc": "2.0", "id": 1, "result": {"tools": listed, "nextCursor": "c"}}
+    event = response_event(request_event(rpc("tools/list", {}), token), body)
+    lister = interceptor._lister  # private on purpose: the benchmark empties its per-caller cache
+    assert isinstance(lister, ToolLister)
+    shown = interceptor.handle(event)["mcp"]["transformedGatewayResponse"]["body"]["result"]["tools"]
+    assert call.tool in {t["name"] for t in shown}, "the caller sees the tool it may call"
+
+    def first_list() -> object:
+        lister._cache.clear()
+        return interceptor.handle(event)
+
+    stats = sample_interleaved(
+        {
+            f"caller's first list of {len(tools):,} tools": first_list,
+            f"caller's cached list of {len(tools):,} tools": lambda: interceptor.handle(event),
+        },
+        max(20, n // 20),
+    )
+    return stats, len(shown)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# cold start
+
+
+_COLD = """
+import json, os, resource, sys, time
+t0 = time.perf_counter()
+import interceptor.wiring  # every dependency of the handler
+t1 = time.perf_counter()
+import interceptor.app as app  # init: settings, policy load, tool lister
+t2 = time.perf_counter()
+with open(sys.argv[1]) as f:
+    event = json.load(f)
+out = app.lambda_handler(event, None)
+t3 = time.perf_counter()
+rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+allowed = "transformedGatewayRequest" in out["mcp"]
+with open(sys.argv[2], "w") as f:
+    json.dump({"imports": t1 - t0, "init": t2 - t1, "first": t3 - t2, "rss_kb": rss_kb, "allowed": allowed}, f)
+"""
+
+
+def cold_start(issuer: Issuer, folder: Path, tools: int, runs: int) -> Cold:
+    """Median of `runs` fresh interpreters: import + init + first request, each on a token never seen."""
+    call = bench_call(folder, tools)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "TELEPORT_", "POLICY_"))},
+        **settings(issuer, folder),
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+        "POWERTOOLS_LOG_LEVEL": "INFO",  # as deployed (template.yaml)
+    }
+    runs_out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        event_file, result_file = Path(tmp) / "event.json", Path(tmp) / "result.json"
+        for _ in range(runs):
+            token = issuer.mint(user="alice", roles=call.roles, traits=call.traits, ttl=4 * 3600)
+            event_file.write_text(json.dumps(request_event(tool_call(call.tool, call.arguments), token)))
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", _COLD, str(event_file), str(result_file)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            process_s = time.perf_counter() - started
+            result = json.loads(result_file.read_text())
+            assert result["allowed"], (
+                f"the cold-start call must be allowed; the function logged:\n{done.stdout[-4000:]}"
+            )
+            result["process"] = process_s
+            result["bundle"] = _bundle_status(done.stdout)
+            runs_out.append(result)
+    return Cold(
+        total_ms=_median_ms(runs_out, lambda r: r["imports"] + r["init"] + r["first"]),
+        imports_ms=_median_ms(runs_out, lambda r: r["imports"]),
+        init_ms=_median_ms(runs_out, lambda r: r["init"]),
+        first_request_ms=_median_ms(runs_out, lambda r: r["first"]),
+        process_ms=_median_ms(runs_out, lambda r: r["process"]),
+        rss_mb=statistics.median(r["rss_kb"] for r in runs_out) / 1024,
+        bundle=runs_out[-1]["bundle"],
+    )
+
+
+def _median_ms(runs: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> float:
+    return statistics.median(value(r) for r in runs) * 1000
+
+
+def _bundle_status(stdout: str) -> str:
+    for line in stdout.splitlines():
+        if line.startswith("{") and '"policies loaded"' in line:
+            return str(json.loads(line).get("bundle", "-"))
+    return "-"
+
+
+def offline_build(folder: Path) -> float | None:
+    """Milliseconds of `teleport-policy build <folder>` when the toolkit has that step (a bundle the function
+    loads instead of re-validating); None when it does not, and the cold start then validates in the function."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    probe = subprocess.run(
+        [sys.executable, "-m", "policy_toolkit", "build", "--help"], env=env, capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        return None
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "policy_toolkit", "build", str(folder)], env=env, capture_output=True, check=True
+    )
+    return (time.perf_counter() - started) * 1000
+
+
+def with_session(issuer: Issuer, plain: Interceptor, folder: Path, tools: int, n: int) -> dict[str, Stats]:
+    """The warm allowed call without and with a cached per-human AWS session (STS answered by a stand-in)."""
+    call = bench_call(folder, tools)
+    env = settings(issuer, folder)
+    sessions = build(
+        {**env, "SESSION_ROLE_ARN": "arn:aws:iam::123456789012:role/orders-session", "SESSION_TOOLS": call.tool}
+    )
+    broker = sessions._sessions  # private on purpose: its STS client is replaced by the stand-in
+    assert broker is not None
+    sts = _FakeSts()
+    broker._client = sts
+    token = issuer.mint(user="alice", roles=call.roles, traits=call.traits, ttl=4 * 3600)
+    event = request_event(tool_call(call.tool, call.arguments), token)
+    assert (
+        "_teleport_aws_session"
+        in sessions.handle(event)["mcp"]["transformedGatewayRequest"]["body"]["params"]["arguments"]
+    )
+    stats = sample_interleaved(
+        {
+            "handler, token cached, no AWS session": lambda: plain.handle(event),
+            "handler, token cached, cached AWS session": lambda: sessions.handle(event),
+        },
+        n,
+    )
+    assert sts.calls == 1, "the session is minted once and then served from the cache"
+    return stats
 
 
 class _FakeSts:
@@ -123,171 +450,205 @@ class _FakeSts:
         }
 
 
-def with_session(issuer: Issuer, n: int) -> dict[str, tuple[float, float]]:
-    """Warm allowed call at 100 policies, without and with a cached per-human AWS session."""
-    with tempfile.TemporaryDirectory() as tmp:
-        synthetic_policies(Path(tmp), 100)
-        env = {"TELEPORT_ISSUER": issuer.url, "TELEPORT_AUDIENCE": issuer.audience, "POLICY_DIR": tmp}
-        plain = build(env)
-        sts = _FakeSts()
-        sessions = build(
-            {**env, "SESSION_ROLE_ARN": "arn:aws:iam::123456789012:role/orders-session", "SESSION_TOOLS": "orders___*"}
+# ---------------------------------------------------------------------------------------------------------------
+# report
+
+
+def run(sizes: list[tuple[int, int]], n: int, cold_runs: int) -> tuple[list[Result], dict[str, Stats]]:
+    issuer = Issuer(ISSUER_URL)
+    results: list[Result] = []
+    session: dict[str, Stats] = {}
+    for policies, tools in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            names = generate(folder, policies, tools)
+            plain = cold_start(issuer, folder, tools, 1)
+            build_ms = offline_build(folder)
+            cold = cold_start(issuer, folder, tools, cold_runs)
+            interceptor = build(settings(issuer, folder))
+            warm_stats, rate = warm(issuer, interceptor, folder, tools, n)
+            lists, visible = tool_lists(issuer, interceptor, bench_call(folder, tools), names, n)
+            if (policies, tools) == MAIN:
+                session = with_session(issuer, interceptor, folder, tools, n)
+        bundled = build_ms is not None
+        results.append(
+            Result(policies, tools, cold, warm_stats, rate, lists, visible, build_ms, plain if bundled else None)
         )
-        broker = sessions._sessions  # wired broker; swap its STS client for the fake
-        assert broker is not None
-        broker._client = sts
-    token = issuer.mint(user="alice", roles=["developer"])
-    event = request_event(tool_call("orders___get_order_tool", {"order_id": "42"}), token)
-    out = sessions.handle(event)
-    assert "_teleport_aws_session" in out["mcp"]["transformedGatewayRequest"]["body"]["params"]["arguments"]
-    result = {
-        "handler, no AWS session": stats(sample(lambda: plain.handle(event), n)),
-        "handler, cached AWS session": stats(sample(lambda: sessions.handle(event), n)),
-    }
-    assert sts.calls == 1, "the session must be minted once and then served from the cache"
-    return result
+        print(f"measured {policies} policies x {tools} tools", file=sys.stderr, flush=True)
+    return results, session
 
 
-def synthetic_gateway(folder: Path, targets: int = 10, per_target: int = 50, count: int = 100) -> list[str]:
-    """A schema generated from `targets` x `per_target` tool definitions and `count` policies that all apply to a
-    caller holding roles r0..r6 (a fifth each: target-wide permits on an argument, tool permits, forbids on an
-    argument, permits on a trait, forbids on a trait). Returns the gateway tool names."""
-    input_schema = {"type": "object", "properties": {"id": {"type": "string"}, "n": {"type": "integer"}}}
-    definitions = {
-        f"t{t}": [{"name": f"tool{i}", "inputSchema": input_schema} for i in range(per_target)] for t in range(targets)
-    }
-    (folder / "schema.cedarschema").write_text(render(definitions))
-    tools = [f"{target}___{d['name']}" for target, defs in definitions.items() for d in defs]
-    trait = 'principal.hasTag("team") && principal.getTag("team").contains("t{i}")'
-    shapes = [
-        'permit (principal in Teleport::Role::"r{r}", action in Teleport::Action::"t{t}", resource)\n'
-        'when {{ context.input has id && context.input.id == "x{i}" }};',
-        'permit (principal in Teleport::Role::"r{r}", action == Teleport::Action::"{tool}", resource);',
-        'forbid (principal, action == Teleport::Action::"{tool}", resource)\n'
-        "when {{ context.input has n && context.input.n > {i} }};",
-        'permit (principal, action == Teleport::Action::"{tool}", resource) when {{ {trait} }};',
-        'forbid (principal in Teleport::Role::"r{r}", action == Teleport::Action::"{tool}", resource)\n'
-        "when {{ {trait} }};",
-    ]
+def report(results: list[Result], session: dict[str, Stats], n: int, quick: bool) -> str:
+    by_size = {(r.policies, r.tools): r for r in results}
     lines = [
-        f'@id("p{i}")\n'
-        + shapes[i % len(shapes)].format(
-            i=i, r=i % 7, t=i % targets, tool=tools[(i * 37) % len(tools)], trait=trait.format(i=i)
-        )
-        for i in range(count)
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench{' QUICK=1' if quick else ''}` on {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. Gateways generated by "
+        "`benchmarks/generate.py` (50 roles; half role x tool permits, the rest action-group, tool-list, argument "
+        "and trait permits, argument forbids and bot forbids). Warm paths: "
+        f"{n} calls each, p50 / p99 in microseconds, sampled interleaved with the limit. Cold start: median of "
+        "fresh interpreters (pinned JWKS). One run on a shared machine: compare ratios within the run.",
+        "",
+        "## Targets (issue 10)",
+        "",
+        "| target | measured | met |",
+        "|---|---:|:---:|",
+        *_target_rows(by_size),
+        "",
+        "## Cold start (fresh interpreter: import + init + first allowed call on a new token)",
+        "",
+        *_cold_table(results),
+        "",
+        "## Warm allowed `tools/call`",
+        "",
+        "Limit: Cedar over the tool's own policies (cached token); plus RSA-2048 verification and claim checks "
+        "(fresh token). Ratio = handler p50 / limit p50.",
+        "",
+        "| gateway | token cached p50 / p99 | limit | ratio | token fresh p50 / p99 | limit | ratio | decisions/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(_warm_row(r) for r in results),
+        "",
+        "Parts (p50, microseconds):",
+        "",
+        "| gateway | token cache hit | token fresh | RSA-2048 + claims | authorization (engine) | Cedar limit "
+        "| audit + EMF line |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(_parts_row(r) for r in results),
+        "",
+        "## Tool lists (RESPONSE handler on a `tools/list` of every tool; caller holds 7 of the 50 roles)",
+        "",
+        "| gateway | tools visible | caller's first list p50 / p99 (ms) | cached p50 / p99 (ms) |",
+        "|---|---:|---:|---:|",
+        *(_list_row(r) for r in results),
+        "",
     ]
-    (folder / "bench.cedar").write_text("\n".join(lines))
-    return tools
-
-
-def listing(issuer: Issuer, n: int) -> tuple[dict[str, tuple[float, float]], float, int]:
-    """tools/list filtering at 500 tools x 100 policies: (timings, lister init ms, tools the caller sees)."""
-    roles = [f"r{i}" for i in range(7)]
-    traits = {"team": [f"t{i}" for i in range(0, 100, 3)]}
-    with tempfile.TemporaryDirectory() as tmp:
-        tools = synthetic_gateway(Path(tmp))
-        interceptor = build({"TELEPORT_ISSUER": issuer.url, "TELEPORT_AUDIENCE": issuer.audience, "POLICY_DIR": tmp})
-        engine = PolicyEngine.load(Path(tmp))
-    started = time.perf_counter()
-    ToolLister(engine, "bench")
-    init_ms = (time.perf_counter() - started) * 1000
-    token = issuer.mint(user="alice", roles=roles, traits=traits)
-    listed = [{"name": t, "description": t, "inputSchema": {"type": "object"}} for t in tools]
-    body = {"jsonrpc": "2.0", "id": 1, "result": {"tools": listed, "nextCursor": "c"}}
-    event = response_event(request_event(rpc("tools/list", {}), token), body)
-    lister = interceptor._lister  # private on purpose: the benchmark empties its per-caller cache
-    assert isinstance(lister, ToolLister)
-    out = interceptor.handle(event)
-    shown = out["mcp"]["transformedGatewayResponse"]["body"]["result"]["tools"]
-    identity = Identity("alice", tuple(roles), {"team": tuple(traits["team"])}, issuer.url, 0)
-    reference = {t for t in tools if could_allow(engine.partially_evaluate(identity, t))}
-    assert {t["name"] for t in shown} == reference, "the benchmark must filter exactly as per-tool evaluation"
-
-    def new_caller() -> object:
-        lister._cache.clear()
-        return interceptor.handle(event)
-
-    def rule_only() -> object:
-        lister._cache.clear()
-        return lister.visible(identity)
-
-    timings = {
-        "tools/list of 500 tools, caller's first list (handler)": stats(sample(new_caller, n // 4)),
-        "tools/list of 500 tools, caller's tools cached (handler)": stats(
-            sample(lambda: interceptor.handle(event), n // 4)
-        ),
-        "listing rule for 500 tools, one Cedar evaluation (no cache)": stats(sample(rule_only, n // 4)),
-        "reference: one partial evaluation per tool (500 Cedar calls)": stats(
-            sample(lambda: [could_allow(engine.partially_evaluate(identity, t)) for t in tools], 20)
-        ),
-    }
-    return timings, init_ms, len(shown)
-
-
-def cold_init(issuer: Issuer, runs: int = 7) -> tuple[float, float]:
-    """Median wall time of a fresh interpreter importing the handler module, and of the policy load alone."""
-    code = (
-        "import time; t=time.perf_counter(); import interceptor.app as a; t1=time.perf_counter(); "
-        "from interceptor.policy import PolicyEngine; from interceptor.config import BUNDLED_POLICY_DIR; "
-        "t2=time.perf_counter(); PolicyEngine.load(BUNDLED_POLICY_DIR); "
-        "print((t1-t)*1000, (time.perf_counter()-t2)*1000)"
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT / 'src'}",
-        "TELEPORT_ISSUER": issuer.url,
-        "TELEPORT_AUDIENCE": issuer.audience,
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-    totals, loads = [], []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        total, load = map(float, out.stdout.split())
-        totals.append(total)
-        loads.append(load)
-    return statistics.median(totals), statistics.median(loads)
-
-
-def main() -> None:
-    for handler in logger.handlers:  # audit lines are still formatted and written, to a sink
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(io.StringIO())
-    n = int(os.environ.get("BENCH_N", "4000"))
-    rows = []
-    with Issuer().serve() as issuer:
-        for count in (10, 100):
-            for name, (median, p99) in warm(issuer, count, n).items():
-                rows.append(f"| {count} | {name} | {median:.1f} | {p99:.1f} |")
-        for name, (median, p99) in with_session(issuer, n).items():
-            rows.append(f"| 100 | {name} | {median:.1f} | {p99:.1f} |")
-        list_timings, lister_init_ms, shown = listing(issuer, n)
-        for name, (median, p99) in list_timings.items():
-            rows.append(f"| 100 | {name} | {median:.1f} | {p99:.1f} |")
-        init_ms, load_ms = cold_init(issuer)
-    text = "\n".join(
-        [
-            "# Benchmarks",
-            "",
-            f"Measured by `make bench` on {platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}; {n} iterations (a quarter for "
-            "full RS256 paths). Medians and p99 in microseconds from one run; the machine is shared, so compare "
-            "rows with each other rather than across runs.",
-            "",
-            "| policies | path | median (us) | p99 (us) |",
-            "|---:|---|---:|---:|",
-            *rows,
-            "",
-            f"Cold init (fresh interpreter, `import interceptor.app`: imports, settings, policy load; no JWKS fetch): "
-            f"median **{init_ms:.0f} ms**; of which loading and validating the bundled policies: {load_ms:.1f} ms.",
-            "",
-            f"Tool-list filtering: 500 tools in a generated schema (10 targets), 100 policies all in force for the "
-            f"caller, who sees {shown} of the 500. What filtering prepares at init for this set (policy syntax "
-            f"trees, the widened policy set, one schema probe per listable tool) takes {lister_init_ms:.0f} ms.",
+    if session:
+        lines += [
+            f"AWS session in the human's name ({MAIN[0]:,} x {MAIN[1]:,}, same run): "
+            + "; ".join(f"{name} {p50:.0f} us (p99 {p99:.0f})" for name, (p50, p99) in session.items())
+            + ".",
             "",
         ]
+    return "\n".join(lines)
+
+
+def _target_rows(by_size: dict[tuple[int, int], Result]) -> list[str]:
+    def row(what: str, size: tuple[int, int], value: Callable[[Result], float], limit: float, unit: str) -> str:
+        result = by_size.get(size)
+        if result is None:
+            return f"| {what} | not measured in this run | |"
+        measured = value(result)
+        return (
+            f"| {what} | {measured:,.{0 if measured >= 100 else 1}f} {unit} | {'yes' if measured <= limit else 'NO'} |"
+        )
+
+    def at_least(what: str, size: tuple[int, int], value: Callable[[Result], float], floor: float) -> str:
+        result = by_size.get(size)
+        if result is None:
+            return f"| {what} | not measured in this run | |"
+        measured = value(result)
+        return f"| {what} | {measured:,.0f} /s | {'yes' if measured >= floor else 'NO'} |"
+
+    return [
+        row("cold start <= 300 ms at 1,000 x 500", (1000, 500), lambda r: r.cold.total_ms, 300, "ms"),
+        row("cold start <= 1.5 s at 10,000 x 500", (10000, 500), lambda r: r.cold.total_ms, 1500, "ms"),
+        row("cold start <= 1.5 s at 1,000 x 5,000", (1000, 5000), lambda r: r.cold.total_ms, 1500, "ms"),
+        row("first list of 500 tools <= 5 ms at 1,000 policies", (1000, 500), lambda r: _first(r) / 1000, 5, "ms"),
+        row("first list of 500 tools <= 50 ms at 10,000", (10000, 500), lambda r: _first(r) / 1000, 50, "ms"),
+        row("warm cached p50 <= 100 us at 1,000 x 500", MAIN, lambda r: r.warm["handler, token cached"][0], 100, "us"),
+        row("warm cached <= 2x the limit (1,000 x 500)", MAIN, _cached_ratio, 2, "x"),
+        row("warm fresh <= 2.5x the limit (1,000 x 500)", MAIN, _fresh_ratio, 2.5, "x"),
+        at_least(">= 10,000 decisions/s (1,000 x 500)", MAIN, lambda r: r.throughput, 10_000),
+        row("peak RSS <= 150 MB at 10,000 x 500", (10000, 500), lambda r: r.cold.rss_mb, 150, "MB"),
+    ]
+
+
+def _first(result: Result) -> float:
+    return next(v[0] for k, v in result.lists.items() if "first" in k)
+
+
+def _cached_ratio(result: Result) -> float:
+    return result.ratio("handler, token cached", "limit: Cedar over the tool's own policies")
+
+
+def _fresh_ratio(result: Result) -> float:
+    return result.ratio("handler, token fresh", "limit, fresh: RSA-2048 verify + claims + Cedar")
+
+
+def _cold_table(results: list[Result]) -> list[str]:
+    rows = [
+        "| gateway | total | imports | init | first request | process wall | peak RSS | policies loaded from "
+        "| `teleport-policy build` | total from plain files |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in results:
+        c = r.cold
+        build = f"{r.build_ms:,.0f} ms" if r.build_ms is not None else "(no such step)"
+        plain = f"{r.plain.total_ms:,.0f} ms" if r.plain is not None else "(same)"
+        cells = [
+            f"**{c.total_ms:,.0f} ms**",
+            f"{c.imports_ms:,.0f} ms",
+            f"{c.init_ms:,.0f} ms",
+            f"{c.first_request_ms:,.1f} ms",
+            f"{c.process_ms:,.0f} ms",
+            f"{c.rss_mb:,.0f} MB",
+            f"bundle: {c.bundle}",
+            build,
+            plain,
+        ]
+        rows.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _warm_row(r: Result) -> str:
+    cached, fresh = r.warm["handler, token cached"], r.warm["handler, token fresh"]
+    cedar = r.warm["limit: Cedar over the tool's own policies"][0]
+    fresh_limit = r.warm["limit, fresh: RSA-2048 verify + claims + Cedar"][0]
+    return (
+        f"| {r.name} | {cached[0]:.0f} / {cached[1]:.0f} | {cedar:.0f} | {_cached_ratio(r):.2f}x "
+        f"| {fresh[0]:.0f} / {fresh[1]:.0f} | {fresh_limit:.0f} | {_fresh_ratio(r):.2f}x | {r.throughput:,.0f} |"
     )
-    RESULTS.write_text(text)
+
+
+def _parts_row(r: Result) -> str:
+    names = [
+        "token verification, cache hit",
+        "token verification, fresh",
+        "limit: RSA-2048 verify + claims",
+        "authorization (engine)",
+        "limit: Cedar over the tool's own policies",
+        "audit + EMF line (one write)",
+    ]
+    return f"| {r.name} | " + " | ".join(f"{r.warm[name][0]:.1f}" for name in names) + " |"
+
+
+def _list_row(r: Result) -> str:
+    first = next(v for k, v in r.lists.items() if "first" in k)
+    cached = next(v for k, v in r.lists.items() if "cached" in k)
+    return (
+        f"| {r.name} | {r.visible:,} of {r.tools:,} | {first[0] / 1000:.2f} / {first[1] / 1000:.2f} "
+        f"| {cached[0] / 1000:.2f} / {cached[1] / 1000:.2f} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="CI-sized: three small gateways, fewer iterations")
+    parser.add_argument("--write", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}")
+    args = parser.parse_args(argv)
+    for handler in logger.handlers:  # operational logs (warnings only on the warm path) stay off the report
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(io.StringIO())
+    n = 1000 if args.quick else int(os.environ.get("BENCH_N", "5000"))
+    with quiet_stdout():
+        results, session = run(QUICK if args.quick else FULL, n, 1 if args.quick else 3)
+    text = report(results, session, n, args.quick)
+    target = RESULTS if args.write else SCRATCH
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(text, encoding="utf-8")
     print(text)
+    print(f"(written to {target.relative_to(ROOT)})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_lambda_powertools import Logger
 
 from devtools.issuer import Issuer
 from interceptor.app import build
+from interceptor.audit import Auditor, stdout_sink
 from interceptor.pipeline import Interceptor
 
 
@@ -55,11 +54,22 @@ def env(issuer: Issuer) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_interceptor(env: dict[str, str]) -> Callable[..., Interceptor]:
-    """Build an interceptor exactly as the Lambda does at cold start, with env overrides."""
+def audit_log() -> list[str]:
+    """Every audit line written by interceptors from `make_interceptor`, as the exact JSON text."""
+    return []
+
+
+@pytest.fixture
+def make_interceptor(env: dict[str, str], audit_log: list[str]) -> Callable[..., Interceptor]:
+    """Build an interceptor exactly as the Lambda does at cold start, with env overrides. Its audit lines are
+    collected in `audit_log` and still written to stdout, so leak checks over the output see them too."""
+
+    def sink(line: str) -> None:
+        audit_log.append(line)
+        stdout_sink(line)
 
     def make(**overrides: str) -> Interceptor:
-        return build({**env, **overrides})
+        return build({**env, **overrides}, Auditor(sink))
 
     return make
 
@@ -70,16 +80,6 @@ def interceptor(make_interceptor: Callable[..., Interceptor]) -> Interceptor:
 
 
 @pytest.fixture
-def audit_lines(caplog: pytest.LogCaptureFixture) -> Callable[[], list[dict[str, Any]]]:
-    """The audit records written so far, parsed from the Powertools JSON log lines."""
-    Logger(service="teleport-agentcore-interceptor")  # ensure the service logger exists
-    caplog.set_level(logging.INFO)
-
-    def lines() -> list[dict[str, Any]]:
-        out = []
-        for rec in caplog.records:
-            if rec.getMessage() == "audit":
-                out.append(json.loads(json.dumps(rec.__dict__["audit"])))
-        return out
-
-    return lines
+def audit_lines(audit_log: list[str]) -> Callable[[], list[dict[str, Any]]]:
+    """The audit records written so far (the `audit` object of each line)."""
+    return lambda: [json.loads(line)["audit"] for line in audit_log]

@@ -14,6 +14,7 @@ import pytest
 from devtools.gateway import notification, request_event, rpc, tool_call
 from devtools.issuer import Issuer, new_key, public_jwk
 from interceptor.app import build
+from interceptor.audit import Auditor
 from interceptor.config import (
     BUNDLED_POLICY_DIR,
     ConfigError,
@@ -351,7 +352,7 @@ MISCONFIGURATIONS: list[tuple[str, dict[str, str | None], str]] = [
 
 
 @pytest.fixture
-def build_with(env: dict[str, str], issuer: Issuer) -> Callable[[dict[str, str | None]], Any]:
+def build_with(env: dict[str, str], issuer: Issuer, audit_log: list[str]) -> Callable[[dict[str, str | None]], Any]:
     def make(changes: dict[str, str | None]) -> Any:
         merged: dict[str, str] = dict(env)
         for name, value in changes.items():
@@ -359,7 +360,7 @@ def build_with(env: dict[str, str], issuer: Issuer) -> Callable[[dict[str, str |
                 merged.pop(name, None)
             else:
                 merged[name] = value.replace("<issuer>", issuer.url)
-        return build(merged)
+        return build(merged, Auditor(audit_log.append))
 
     return make
 

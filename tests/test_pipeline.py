@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import interceptor.app as app
 from devtools.gateway import notification, request_event, response_event, rpc, tool_call
 from devtools.issuer import Issuer, new_key
 from interceptor.pipeline import Interceptor
+from tool_identity import IDENTITY_META_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 GET = "orders___get_order_tool"
@@ -117,6 +117,9 @@ def with_args(body: dict[str, Any], **added: Any) -> dict[str, Any]:
         k: v for k, v in expected["params"].get("arguments", {}).items() if not k.startswith("_teleport_")
     }
     expected["params"]["arguments"].update(added)
+    meta = {k: v for k, v in expected["params"].get("_meta", {}).items() if not k.lower().startswith("_teleport_")}
+    meta[IDENTITY_META_KEY] = {"user": added["_teleport_user"], "roles": added["_teleport_roles"]}
+    expected["params"]["_meta"] = meta
     return expected
 
 
@@ -203,7 +206,11 @@ def test_allowed_call_without_arguments_gets_identity(interceptor: Interceptor, 
     sent = forwarded(interceptor.handle(request_event(body, token)))
     assert sent == {
         **body,
-        "params": {"name": LIST, "arguments": {"_teleport_user": "alice", "_teleport_roles": ["developer"]}},
+        "params": {
+            "name": LIST,
+            "arguments": {"_teleport_user": "alice", "_teleport_roles": ["developer"]},
+            "_meta": {IDENTITY_META_KEY: {"user": "alice", "roles": ["developer"]}},
+        },
     }
 
 
@@ -246,7 +253,7 @@ OTHER_METHODS = [
     ("notifications/initialized", notification()),
     ("notifications/cancelled", {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}}),
     ("unknown", rpc("resources/list", rpc_id=9)),
-    ("custom", rpc("x-vendor/thing", {"a": [1, {"b": None}]}, rpc_id="v")),
+    ("logging", rpc("logging/setLevel", {"level": "info", "x": [1, {"b": None}]}, rpc_id="v")),
 ]
 
 
@@ -527,7 +534,7 @@ def test_spoofs_in_meta_are_listed_and_removed(interceptor: Interceptor, token: 
     body = tool_call(GET, {"order_id": "42", "_teleport_user": "root"}, rpc_id=12)
     body["params"]["_meta"] = {"_Teleport_User": "mallory", "progressToken": 7}
     sent = forwarded(interceptor.handle(request_event(body, token)))
-    assert sent["params"]["_meta"] == {"progressToken": 7}
+    assert sent["params"]["_meta"] == {"progressToken": 7, IDENTITY_META_KEY: {"user": "alice", "roles": ["developer"]}}
     assert "mallory" not in json.dumps(sent)
     [record] = audit_lines()
     assert record["spoofed_arguments"] == ["_teleport_user", "_meta._Teleport_User"]
@@ -656,7 +663,7 @@ MALFORMED: list[tuple[str, Callable[[str], Any], Any]] = [
     (
         "headers-list",
         lambda t: {"mcp": {"gatewayRequest": {"headers": [["Authorization", t]], "body": rpc("ping")}}},
-        None,
+        1,  # the body's id is read before the envelope is judged
     ),
     ("batch", lambda t: _event_with_body([rpc("ping", rpc_id=1), rpc("tools/list", rpc_id=2)], t), None),
     ("batch-as-string", lambda t: _event_with_body(json.dumps([tool_call(GET, {"order_id": "1"})]), t), None),
@@ -888,17 +895,6 @@ def test_exactly_one_audit_record_per_event(
         assert records[-1]["reason"] == reason
         assert records[-1]["lambda_request_id"] == f"req-{n}"
         assert type(records[-1]["latency_us"]) is int
-
-
-def test_audit_is_a_json_line_from_the_service_logger(
-    interceptor: Interceptor, token: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    interceptor.handle(request_event(rpc("ping"), token), "r-9")
-    [line] = [r for r in caplog.records if r.getMessage() == "audit"]
-    assert line.name == "teleport-agentcore-interceptor"
-    assert line.levelno == logging.INFO
-    json.dumps(line.__dict__["audit"])  # serializable as one JSON line
 
 
 SECRET_ARGS = {"order_id": "zz-secret-order-8f3a", "status": "zz-secret-status-77c1"}

@@ -687,3 +687,82 @@ def test_policies_never_see_reserved_arguments_in_any_case() -> None:
         Identity("alice", ("developer",), {}, "iss", 0), "orders___get_order_tool", {"order_id": "1", "_Teleport_x": 1}
     )
     assert decision.allowed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The compiled set's indexes
+
+
+NESTED_SCHEMA = """namespace Teleport {
+  entity Role; entity User in [Role] = { name: String, bot: Bool } tags Set<String>; entity Gateway;
+  action "everything";
+  action "orders" in [Action::"everything"];
+  action "orders___get" in [Action::"orders"] appliesTo {
+    principal: [User], resource: [Gateway], context: { input: {} } };
+  action "orders___get_v2" in [Action::"orders___get", Teleport::Action::"extra"] appliesTo {
+    principal: [User], resource: [Gateway], context: { input: {} } };
+  action "extra";
+  action "db___query" appliesTo { principal: [User], resource: [Gateway], context: { input: {} } };
+}"""
+
+
+def test_the_action_index_follows_cedars_action_hierarchy(tmp_path: Path) -> None:
+    """A policy on a group reaches its members transitively (a tool may group tools too); `==` names one action."""
+    folder = policy_folder(
+        tmp_path,
+        {
+            "p.cedar": '@id("outer") forbid (principal, action in Teleport::Action::"everything", resource);\n'
+            '@id("get-and-below") permit (principal, action in Teleport::Action::"orders___get", resource);\n'
+            '@id("listed") permit (principal, action in [Teleport::Action::"extra", Teleport::Action::"db___query"],'
+            " resource);\n"
+            '@id("only-get") permit (principal, action == Teleport::Action::"orders___get", resource);\n'
+            '@id("all") permit (principal, action, resource);',
+        },
+        NESTED_SCHEMA,
+    )
+    engine = PolicyEngine.load(folder)
+    assert {p.id: p.tools for p in engine.compiled.policies} == {
+        "outer": ("orders___get", "orders___get_v2"),
+        "get-and-below": ("orders___get", "orders___get_v2"),
+        "listed": ("db___query", "orders___get_v2"),
+        "only-get": ("orders___get",),
+        "all": None,
+    }
+    assert engine.authorize(who("x"), "db___query", {}).policy_ids == ("all", "listed")
+    assert engine.authorize(who("x"), "orders___get_v2", {}).policy_ids == ("outer",)
+
+
+@pytest.mark.parametrize(
+    ("scope", "key"),
+    [
+        ("principal", None),
+        ('principal in Teleport::Role::"r"', ("role", "r")),
+        ('principal is Teleport::User in Teleport::Role::"r"', ("role", "r")),
+        ('principal == Teleport::User::"u"', ("user", "u")),
+        ('principal in Teleport::User::"u"', ("user", "u")),
+        ("principal is Teleport::User", None),
+    ],
+)
+def test_the_principal_index_names_the_only_callers_a_scope_can_match(
+    tmp_path: Path, scope: str, key: tuple[str, str] | None
+) -> None:
+    folder = policy_folder(tmp_path, {"p.cedar": f'@id("p") permit ({scope}, action, resource);'})
+    [compiled] = PolicyEngine.load(folder).compiled.policies
+    assert compiled.principal == key
+
+
+def test_errors_and_determining_policies_are_named_by_their_ids(tmp_path: Path) -> None:
+    folder = policy_folder(
+        tmp_path,
+        {
+            "a.cedar": '@id("zz-everyone") permit (principal, action, resource);\n'
+            '@id("aa-devs") permit (principal in Teleport::Role::"developer", action, resource);\n'
+            '@id("limit-overflows") forbid (principal, action == Teleport::Action::"orders___list_my_orders", '
+            "resource) when { context.input has limit && context.input.limit + 1 > 100 };",
+        },
+    )
+    engine = PolicyEngine.load(folder)
+    assert engine.authorize(who("a", ("developer",)), GET, VALID_ARGS[GET]).policy_ids == ("aa-devs", "zz-everyone")
+    overflow = engine.authorize(who("a"), LIST, {"limit": 2**63 - 1})
+    assert overflow.reason is Reason.POLICY_ERROR
+    assert overflow.errors == ("policy limit-overflows failed to evaluate",)

@@ -30,7 +30,7 @@ from policy_toolkit.cli import main
 from policy_toolkit.schema import generate
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ("schema", "validate", "format", "expand", "test", "explain", "diff")
+SUBCOMMANDS = ("schema", "validate", "build", "format", "expand", "test", "explain", "diff")
 DEMO_CASES = 12
 DEMO_POLICIES = 6
 

@@ -11,7 +11,7 @@ import pytest
 
 from interceptor.stamping import split_reserved, stamp
 from interceptor.tokens import Identity
-from tool_identity import RESERVED_PREFIX, ROLES_ARG, USER_ARG
+from tool_identity import IDENTITY_META_KEY, RESERVED_PREFIX, ROLES_ARG, USER_ARG
 
 
 def identity(user: str = "alice", roles: tuple[str, ...] = ("developer", "reader")) -> Identity:
@@ -70,7 +70,7 @@ def test_stamp_removes_reserved_names_from_meta() -> None:
         "params": {"name": "t", "arguments": {}, "_meta": {"progressToken": 3, "_Teleport_user": "root"}},
     }
     out = stamp(body, {}, Identity("alice", (), {}, "iss", 0))
-    assert out["params"]["_meta"] == {"progressToken": 3}
+    assert out["params"]["_meta"] == {"progressToken": 3, IDENTITY_META_KEY: {"user": "alice", "roles": []}}
     assert body["params"]["_meta"]["_Teleport_user"] == "root"  # input untouched
 
 
@@ -94,6 +94,7 @@ def test_stamp_adds_identity_and_changes_nothing_else() -> None:
 
     expected = copy.deepcopy(snapshot)
     expected["params"]["arguments"].update({"_teleport_user": "alice", "_teleport_roles": ["developer", "reader"]})
+    expected["params"]["_meta"][IDENTITY_META_KEY] = {"user": "alice", "roles": ["developer", "reader"]}
     assert out == expected
     assert body == snapshot  # input body not mutated
     assert type(out["params"]["arguments"]["_teleport_user"]) is str

@@ -7,6 +7,7 @@ here; key fetching and caching are in test_keys.py. Tokens are never printed: le
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from devtools import loopback
 from devtools.gateway import request_event, rpc
 from devtools.issuer import Issuer, new_key, public_jwk
+from interceptor import tokens
 from interceptor.config import Settings
 from interceptor.keys import DiscoverySource, HttpFetcher, IdpUnavailable, KeyStore
 from interceptor.reasons import Reason
@@ -411,6 +413,94 @@ def test_non_encodable_token_through_handler_is_a_401(issuer: Issuer, intercepto
     status, body = handler_status(interceptor.handle(request_event(rpc("tools/list"), "x.\ud800.y")))
     assert status == 401
     assert "(reason: token_malformed)" in body["error"]["message"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# strict decoding, done once: one spelling per token, one parse shared by the cheap checks and the claims
+
+
+def signed_segments(issuer: Issuer, header: str, payload: str) -> str:
+    """A token whose (possibly non-canonical) segments are signed as they are, with the real key."""
+    signing_input = f"{header}.{payload}"
+    return f"{signing_input}.{b64url(rsa_signer(issuer.signing_key)(signing_input.encode()))}"
+
+
+def canonical_segments(issuer: Issuer, **claims: Any) -> tuple[str, str]:
+    header, payload, _ = issuer.mint(**claims).split(".")
+    return header, payload
+
+
+def test_padded_segments_refused_without_fetch(issuer: Issuer, verifier: TokenVerifier) -> None:
+    for pad in range(1, 4):
+        header, payload = canonical_segments(issuer, jti="x" * pad)  # vary the length: some need padding
+        padded = payload + "=" * (-len(payload) % 4)
+        if padded != payload:
+            assert refusal(verifier, signed_segments(issuer, header, padded)) is Reason.TOKEN_MALFORMED
+    assert issuer.requests == []
+
+
+def test_standard_base64_alphabet_refused_without_fetch(issuer: Issuer, verifier: TokenVerifier) -> None:
+    found = 0
+    for i in range(200):
+        header, payload = canonical_segments(issuer, jti=f"~~~?>{i}")
+        if "-" in payload or "_" in payload:
+            standard = payload.replace("-", "+").replace("_", "/")
+            assert refusal(verifier, signed_segments(issuer, header, standard)) is Reason.TOKEN_MALFORMED
+            found += 1
+    assert found
+    assert issuer.requests == []
+
+
+def test_non_canonical_trailing_bits_refused_without_fetch(issuer: Issuer, verifier: TokenVerifier) -> None:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for pad in range(4):
+        header, payload = canonical_segments(issuer, jti="x" * pad)
+        if len(payload) % 4 == 0:
+            continue
+        twin = payload[:-1] + alphabet[alphabet.index(payload[-1]) ^ 1]  # same bytes, different unused bits
+        assert base64.urlsafe_b64decode(twin + "==") == base64.urlsafe_b64decode(payload + "==")
+        assert refusal(verifier, signed_segments(issuer, header, twin)) is Reason.TOKEN_MALFORMED
+        assert verifier.verify(signed_segments(issuer, header, payload)).user == "alice"
+    assert issuer.requests[-2:] == sorted(WELL_KNOWN, reverse=True) or set(issuer.requests) <= WELL_KNOWN
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_constants_refused(issuer: Issuer, verifier: TokenVerifier, constant: str) -> None:
+    claims = json.dumps(issuer.claims()).replace('"exp": ', f'"exp": {constant}, "was": ', 1).encode()
+    token = compact({"alg": "RS256", "typ": "JWT"}, claims, rsa_signer(issuer.signing_key))
+    assert refusal(verifier, token) is Reason.TOKEN_MALFORMED
+
+
+@pytest.mark.parametrize("b64", [False, 0, None, "false"])
+def test_unencoded_payload_option_refused_without_fetch(issuer: Issuer, verifier: TokenVerifier, b64: Any) -> None:
+    token = compact({"alg": "RS256", "typ": "JWT", "b64": b64}, issuer.claims(), rsa_signer(issuer.signing_key))
+    assert refusal(verifier, token) is Reason.TOKEN_MALFORMED
+    assert issuer.requests == []
+
+
+@pytest.mark.parametrize("jti", [1, None, ["a"]])
+def test_jti_must_be_a_string(issuer: Issuer, verifier: TokenVerifier, jti: Any) -> None:
+    claims = issuer.claims()
+    claims["jti"] = jti
+    assert refusal(verifier, sign_claims(claims, issuer.signing_key)) is Reason.CLAIMS_INVALID
+
+
+def test_a_fresh_token_is_decoded_once_and_a_cached_one_not_at_all(
+    issuer: Issuer, warm_verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[int] = []
+    real_decode = binascii.a2b_base64
+
+    def counting_decode(data: Any, **kwargs: Any) -> bytes:
+        decoded.append(len(data))
+        return real_decode(data, **kwargs)
+
+    monkeypatch.setattr(tokens.binascii, "a2b_base64", counting_decode)
+    token = issuer.mint()
+    assert warm_verifier.verify(token).user == "alice"
+    assert len(decoded) == 3  # header, payload and signature, once each: the cheap checks and the claims share them
+    assert warm_verifier.verify(token).user == "alice"
+    assert len(decoded) == 3
 
 
 # ---------------------------------------------------------------------------------------------------------------

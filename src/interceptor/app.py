@@ -7,7 +7,6 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from interceptor.metrics import METRICS
 from interceptor.wiring import build, logger
 
 __all__ = ["INTERCEPTOR", "build", "lambda_handler", "logger"]
@@ -16,7 +15,5 @@ INTERCEPTOR = build(os.environ)
 
 
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """AgentCore Gateway REQUEST/RESPONSE interceptor; the decision's metrics go out as one EMF line."""
-    output = INTERCEPTOR.handle(event, getattr(context, "aws_request_id", None))
-    METRICS.flush()
-    return output
+    """AgentCore Gateway REQUEST/RESPONSE interceptor; the decision's audit line carries its metrics."""
+    return INTERCEPTOR.handle(event, getattr(context, "aws_request_id", None))

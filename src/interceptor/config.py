@@ -14,6 +14,8 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from interceptor.methods import UNCOVERED
+
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
 BUNDLED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
 
@@ -50,6 +52,7 @@ class Settings:
     session_role_arn: str | None = None
     session_duration_s: int = 900
     session_tools: tuple[str, ...] = ()
+    forward_uncovered_methods: frozenset[str] = frozenset()
 
     @property
     def discovery_url(self) -> str:
@@ -89,6 +92,7 @@ class Settings:
             session_tools=_patterns(
                 env.get("SESSION_TOOLS", ""), bool(env.get("SESSION_ROLE_ARN", "").strip()), problems
             ),
+            forward_uncovered_methods=_uncovered_methods(env.get("FORWARD_UNCOVERED_METHODS", ""), problems),
         )
         if problems:
             raise ConfigError(problems)
@@ -184,6 +188,17 @@ def _patterns(raw: str, sessions_on: bool, problems: list[str]) -> tuple[str, ..
     if any(not re.fullmatch(r"[A-Za-z0-9_*?\[\]!-]+", p) for p in patterns):
         problems.append("SESSION_TOOLS patterns may hold letters, digits, '_', '-' and the globs * ? [ ]")
     return patterns
+
+
+def _uncovered_methods(raw: str, problems: list[str]) -> frozenset[str]:
+    """The methods refused by default (README "Methods") that the administrator forwards without policy."""
+    names = frozenset(n.strip() for n in raw.split(",") if n.strip())
+    if not names <= UNCOVERED:
+        problems.append(
+            "FORWARD_UNCOVERED_METHODS may only name methods refused by default: " + ", ".join(sorted(UNCOVERED))
+        )
+        return frozenset()
+    return names
 
 
 def _number(

@@ -1,24 +1,37 @@
 """The AgentCore Gateway interceptor contract: parse its events, build its outputs.
 
 Pure functions over plain dicts. Inputs are validated strictly enough that later steps can trust their
-shape; outputs always carry `interceptorOutputVersion` "1.0" and the request's JSON-RPC id.
+shape: a body is strict JSON (no NaN or infinities, no lone surrogates; a request body at most `MAX_DEPTH`
+levels deep), and `check_method` applies the MCP method table (`methods.py`). Outputs always carry
+`interceptorOutputVersion` "1.0" and the request's JSON-RPC id whenever it could be read; `encodable` proves an
+answer is strict JSON before it leaves.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from interceptor import methods
 from interceptor.reasons import Reason
+from interceptor.tokens import AuthError
 
 OUTPUT_VERSION = "1.0"
 TOOLS_CALL = "tools/call"
-# JSON-RPC error codes used in short-circuit answers.
-INVALID_REQUEST = -32600
-UNAUTHORIZED = -32001
-INTERNAL = -32603
+MAX_DEPTH = 64  # nesting levels of a request body (the body object is level 1): later walks never recurse deeper
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_DIGITS = sys.get_int_max_str_digits()  # Python cannot write longer integers back (0: no limit)
+_INT_LIMIT = 10**_DIGITS if _DIGITS else None
+_SESSION_ID = re.compile(r"[\x21-\x7e]+")  # MCP: visible ASCII only
+_METHOD_DETAIL = {
+    Reason.METHOD_UNKNOWN: "method not in the MCP method table (exact names; client-to-server methods only)",
+    Reason.METHOD_NOT_COVERED: "method not covered by policy and not listed in FORWARD_UNCOVERED_METHODS",
+}
 
 
 class MalformedEvent(Exception):
@@ -62,7 +75,8 @@ def is_response_phase(event: Mapping[str, Any]) -> bool:
 
 
 def parse_request(event: Any) -> McpRequest:
-    """Read the REQUEST-phase fields of an interceptor event; raise MalformedEvent when unusable."""
+    """Read the REQUEST-phase fields of an interceptor event; raise MalformedEvent when unusable. The body is
+    read first, so its id is echoed even when the rest of the envelope is wrong."""
     if not isinstance(event, Mapping):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "event is not a JSON object")
     mcp = event.get("mcp")
@@ -73,45 +87,98 @@ def parse_request(event: Any) -> McpRequest:
     gateway_request = mcp.get("gatewayRequest")
     if not isinstance(gateway_request, Mapping):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "event has no 'mcp.gatewayRequest' object")
-    headers = gateway_request.get("headers")
-    if headers is not None and not isinstance(headers, Mapping):
-        raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayRequest.headers is not an object")
     body = _body(gateway_request.get("body"))
     rpc_id = _rpc_id(body)
+    _check_strict(body, rpc_id)
+    headers = gateway_request.get("headers")
+    if headers is not None and not isinstance(headers, Mapping):
+        raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayRequest.headers is not an object", rpc_id)
     method = body.get("method")
     if not isinstance(method, str) or not method:
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC body has no method", rpc_id)
     params = body.get("params", {})
     if not isinstance(params, Mapping):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC params is not an object", rpc_id)
-    tool, arguments = None, {}
+    arguments = params.get("arguments", {})
+    if not isinstance(arguments, Mapping):
+        raise MalformedEvent(Reason.REQUEST_MALFORMED, "params.arguments is not an object", rpc_id)
+    tool = None
     if method == TOOLS_CALL:
-        tool, arguments = params.get("name"), params.get("arguments", {})
+        tool = params.get("name")
         if not isinstance(tool, str) or not tool:
             raise MalformedEvent(Reason.REQUEST_MALFORMED, "tools/call has no tool name", rpc_id)
-        if not isinstance(arguments, Mapping):
-            raise MalformedEvent(Reason.REQUEST_MALFORMED, "tools/call arguments is not an object", rpc_id)
     session = _header(headers or {}, "mcp-session-id")
+    if session is not None and not _SESSION_ID.fullmatch(session):
+        session = None  # not an MCP session id: nothing to correlate, and never into the audit line
     return McpRequest(body, headers, method, rpc_id, "id" not in body, session, tool, arguments)
 
 
 def parse_response(event: Mapping[str, Any]) -> McpResponse:
-    """Read a RESPONSE-phase event; the request part is parsed exactly as on the REQUEST path."""
+    """Read a RESPONSE-phase event; the request part is parsed exactly as on the REQUEST path (and first, so
+    its id is echoed). A status outside 100-599, or a body that is not strict JSON, is a malformed event."""
+    request = parse_request(event)
     gateway_response = event["mcp"]["gatewayResponse"]
     if not isinstance(gateway_response, Mapping):
-        raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayResponse is not an object")
+        raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayResponse is not an object", request.rpc_id)
     status = gateway_response.get("statusCode", 200)
-    if not isinstance(status, int) or isinstance(status, bool):
-        raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayResponse.statusCode is not an integer")
-    return McpResponse(status, gateway_response.get("body"), parse_request(event))
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise MalformedEvent(
+            Reason.REQUEST_MALFORMED, "gatewayResponse.statusCode is not an HTTP status (100-599)", request.rpc_id
+        )
+    body = gateway_response.get("body")
+    if not encodable(body) or (isinstance(body, str) and not _text_carriable(body)):
+        raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayResponse.body is not strict JSON", request.rpc_id)
+    return McpResponse(status, body, request)
+
+
+def check_method(request: McpRequest, forward_uncovered: frozenset[str]) -> None:
+    """Refuse a method the method table does not let through (`forward_uncovered`: the UNCOVERED methods an
+    administrator forwards, FORWARD_UNCOVERED_METHODS); run on both phases."""
+    refused = methods.refusal(request.method, forward_uncovered)
+    if refused is not None:
+        raise MalformedEvent(refused, _METHOD_DETAIL[refused], request.rpc_id)
+
+
+def compact_token(token: str) -> str:
+    """`token` if it is exactly one JWS compact serialization: three non-empty base64url segments without
+    padding or whitespace. PyJWT tolerates trailing `=`; one accepted spelling per token keeps it simple."""
+    if not _COMPACT_JWS.fullmatch(token):
+        raise AuthError(Reason.TOKEN_MALFORMED, "token is not three base64url segments without padding")
+    return token
+
+
+def encodable(value: Any) -> bool:
+    """Whether `value` serialises as strict JSON in UTF-8 (what the gateway can read): no NaN or infinities,
+    no lone surrogates, only JSON types, not nested beyond what the encoder can take."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def _text_carriable(text: str) -> bool:
+    """A body given as JSON text must be strict JSON too once read (tool lists are read and written back); a
+    text that is not JSON at all is judged later like any other body (passed through, or unfilterable)."""
+    try:
+        parsed = json.loads(text)
+    except RecursionError:
+        return False
+    except ValueError:
+        return True
+    return encodable(parsed)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _body(raw: Any) -> Mapping[str, Any]:
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise MalformedEvent(Reason.REQUEST_MALFORMED, "request body is not JSON") from None
+            raw = json.loads(raw, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            raise MalformedEvent(Reason.REQUEST_MALFORMED, "request body is not strict JSON") from None
     if isinstance(raw, list):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC batch requests are not supported")
     if not isinstance(raw, Mapping):
@@ -120,10 +187,51 @@ def _body(raw: Any) -> Mapping[str, Any]:
 
 
 def _rpc_id(body: Mapping[str, Any]) -> Any:
+    """The id, when it is one JSON-RPC allows and it can be echoed; otherwise the request is refused (id null)."""
     rpc_id = body.get("id")
-    if rpc_id is None or (isinstance(rpc_id, str | int) and not isinstance(rpc_id, bool)):
+    if rpc_id is None:
+        return None
+    if isinstance(rpc_id, str | int) and not isinstance(rpc_id, bool) and encodable(rpc_id):
         return rpc_id
     raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC id must be a string, an integer or null")
+
+
+def _check_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
+    """One iterative walk (never recursion): at most MAX_DEPTH levels, only JSON types and string keys, no NaN
+    or infinities (the Lambda runtime reads 1e400 as inf), no lone surrogates. Everything downstream (policy,
+    stamping, the answer) may then walk the body freely."""
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            problem = None if node.isascii() or _utf8(node) else "a string is not valid Unicode"
+        elif isinstance(node, float):
+            problem = None if math.isfinite(node) else "a number is not finite"
+        elif isinstance(node, Mapping | list):
+            if depth > MAX_DEPTH:
+                raise MalformedEvent(
+                    Reason.REQUEST_MALFORMED, f"request body nested deeper than {MAX_DEPTH} levels", rpc_id
+                )
+            if isinstance(node, Mapping):
+                if not all(isinstance(key, str) and (key.isascii() or _utf8(key)) for key in node):
+                    raise MalformedEvent(Reason.REQUEST_MALFORMED, "an object key is not valid text", rpc_id)
+                node = node.values()
+            stack.extend((child, depth + 1) for child in node)
+            continue
+        elif isinstance(node, int):
+            problem = None if _INT_LIMIT is None or abs(node) < _INT_LIMIT else "an integer is too long to write"
+        else:
+            problem = None if node is None else "a value is not a JSON type"
+        if problem is not None:
+            raise MalformedEvent(Reason.REQUEST_MALFORMED, f"request body is not strict JSON: {problem}", rpc_id)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:

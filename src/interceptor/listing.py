@@ -5,33 +5,30 @@ permit is satisfied or depends only on the arguments and no forbid is satisfied 
 nothing errors or needs an entity outside the store (full evaluation would refuse such calls). A tool the
 schema does not know, or that no user can call, is hidden.
 
-Evaluating 500 tools one by one costs ~100 ms, so the same rule is computed with ONE partial evaluation per
-caller: at init, every policy is copied with its action scope widened to any action (the per-tool groups say
-which tools each policy applies to), so one evaluation tells which policies are satisfied, which depend on the
-arguments and which cannot apply; each tool then combines the answers of its own group. This equals the
-per-tool evaluation whenever no condition mentions `action` (such tools, and every tool of a caller whose
-evaluation reports an error or unknown entity, are evaluated one by one), and results are cached per caller.
+Evaluating 500 tools one by one costs ~100 ms, so the same rule is computed per caller from a few evaluations
+of the policies that can concern the caller at all: the compiled set says which callers each policy's principal
+scope can match (anyone, holders of a role, one user) and which tools its action scope matches. At init the
+lister parses each policy's probe form (action scope widened to any action) into one Cedar set per principal
+key and evaluation mode: full evaluation for policies that never read the arguments, partial evaluation for the
+others. A caller's list evaluates only the sets of its own keys; each tool then combines the answers of its own
+policies through the action index, in time linear in the answers. This equals the per-tool evaluation whenever
+no condition mentions `action` (such tools, and every tool of a caller whose evaluation reports an error or
+unknown entity, are evaluated one by one), and results are cached per caller.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import cedarpy
-from aws_lambda_powertools import Logger
-from cedarpy import pst
 
 from interceptor.contract import TOOLS_CALL, McpRequest
-from interceptor.logs import SERVICE
-from interceptor.policy import ENTITY_CACHE_SIZE, TOOL_SEPARATOR, PolicyEngine
+from interceptor.policy import ENTITY_CACHE_SIZE, TOOL_SEPARATOR, PolicyEngine, PolicyGroup
 from interceptor.tokens import Identity
-
-logger = Logger(service=SERVICE, child=True)
 
 TOOLS_LIST = "tools/list"
 SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
@@ -60,11 +57,10 @@ def could_allow(result: cedarpy.PartialAuthzResult) -> bool:
     if not _usable(result):
         return False
     effects = {pid: residual.get("effect") for pid, residual in result.residuals.items()}
-    group = _Group(
-        frozenset(pid for pid, effect in effects.items() if effect == "permit"),
-        frozenset(pid for pid, effect in effects.items() if effect == "forbid"),
-    )
-    return group.may_allow(*_outcomes(result))
+    satisfied, possible = _outcomes(result)
+    permits = {pid for pid, effect in effects.items() if effect == "permit"}
+    forbids = {pid for pid, effect in effects.items() if effect == "forbid"}
+    return not permits.isdisjoint(possible) and forbids.isdisjoint(satisfied)
 
 
 def _usable(result: cedarpy.PartialAuthzResult) -> bool:
@@ -171,70 +167,35 @@ def _json_object(text: Any) -> Mapping[str, Any] | None:
     return parsed if isinstance(parsed, Mapping) else None
 
 
-@dataclass(frozen=True)
-class _Group:
-    """One tool's policy group, reduced to what the rule needs: which ids permit and which forbid."""
-
-    permits: frozenset[str]
-    forbids: frozenset[str]
-
-    def may_allow(self, satisfied: frozenset[str], possible: frozenset[str]) -> bool:
-        """Some permit is or may be satisfied, and no forbid is satisfied whatever the arguments."""
-        return not self.permits.isdisjoint(possible) and self.forbids.isdisjoint(satisfied)
-
-
-@dataclass
-class _Plan:
-    """How each tool is decided; a tool in neither set is never visible (no permit, or no user can call it)."""
-
-    groups: dict[str, _Group] = field(default_factory=dict)  # by the one evaluation per caller
-    policies: dict[str, pst.Template] = field(default_factory=dict)  # the grouped tools' policies, by id
-    one_by_one: set[str] = field(default_factory=set)  # a condition reads `action`: evaluated on their own
-
-
-def _plan(engine: PolicyEngine) -> _Plan:
-    """Sort the tools at init. Raises ValueError when cedarpy cannot model a construct in the policies."""
-    plan = _Plan()
-    reads_action: dict[str, bool] = {}
-    for tool, tree in sorted(engine.policy_trees().items()):
-        group = tree.static_policies
-        for pid, policy in group.items():
-            if pid not in reads_action:
-                reads_action[pid] = _mentions_action(policy.clauses)
-        if any(reads_action[pid] for pid in group):
-            plan.one_by_one.add(tool)
-            continue
-        permits = frozenset(pid for pid, policy in group.items() if policy.effect == "permit")
-        if permits and engine.callable_by_users(tool):
-            plan.groups[tool] = _Group(permits, frozenset(group.keys() - permits))
-            plan.policies.update(group)
-    return plan
-
-
-def _widen(policies: Mapping[str, pst.Template]) -> cedarpy.PolicySet:
-    """The policies with their action scope widened to any action, so one evaluation answers for every tool."""
-    widened = {pid: dataclasses.replace(policy, action=pst.ScopeAny()) for pid, policy in policies.items()}
-    return cedarpy.PolicySet.from_pst(
-        pst.PolicySet(templates=pst.FrozenMap(), static_policies=pst.FrozenMap(widened), template_links=())
-    )
-
-
 class ToolLister:
-    """Which tools each caller may see, per container: analysed at init, computed once per caller and cached."""
+    """Which tools each caller may see, per container: indexed at init, computed once per caller and cached."""
 
     def __init__(self, engine: PolicyEngine, policy_set: str) -> None:
         self.policy_set = policy_set
         self._engine = engine
-        try:
-            plan = _plan(engine)
-            widened = _widen(plan.policies) if plan.policies else None
-        except ValueError as exc:  # every tool is evaluated on its own: slower, same answers
-            logger.warning("tools/list filtering evaluates tool by tool", extra={"problem": str(exc)})
-            plan, widened = _Plan(one_by_one=set(engine.tools)), None
-        self._groups = plan.groups
-        self._widened = widened
-        self._one_by_one = frozenset(plan.one_by_one)
-        self._probe = min(self._groups, default="")  # any grouped tool: widened policies ignore the action
+        compiled = engine.compiled
+        self._policies = compiled.policies
+        one_by_one: set[str] = set()
+        for policy in self._policies:
+            if policy.probe is None:  # reads `action`: its tools are evaluated on their own
+                one_by_one.update(compiled.tools if policy.tools is None else policy.tools)
+        self._one_by_one = frozenset(one_by_one)
+        self._grouped = compiled.callable - self._one_by_one  # decided by the evaluations per principal key
+        self._targets: dict[int, frozenset[str] | None] = {}  # listable policy -> its grouped tools (None: all)
+        chosen: dict[tuple[tuple[str, str] | None, bool], tuple[list[str], list[int]]] = {}
+        for index, policy in enumerate(self._policies):
+            targets = None if policy.tools is None else self._grouped.intersection(policy.tools)
+            probe = policy.probe
+            if probe is None or not (self._grouped if targets is None else targets):
+                continue
+            self._targets[index] = targets
+            texts, members = chosen.setdefault((policy.principal, policy.reads_arguments), ([], []))
+            texts.append(probe)
+            members.append(index)
+        self._sets = {key: PolicyGroup.parse(texts, members) for key, (texts, members) in chosen.items()}
+        # grouped tools with some permit: what the rule shows if every permit may hold and no forbid surely does
+        self._permitted = self._decide(set(), {i for i in self._targets if self._policies[i].effect == "permit"})
+        self._probe_tool = min(self._grouped, default="")  # any grouped tool: probe forms ignore the action
         self._cache: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
 
     def visible(self, identity: Identity) -> frozenset[str]:
@@ -251,27 +212,47 @@ class ToolLister:
         return tools
 
     def _compute(self, identity: Identity) -> frozenset[str]:
-        visible: set[str] = set()
-        one_by_one = self._one_by_one
-        if self._widened is not None:
-            result = self._engine.partially_evaluate(identity, self._probe, self._widened)
-            if _usable(result):
-                outcomes = _outcomes(result)
-                visible.update(tool for tool, group in self._groups.items() if group.may_allow(*outcomes))
-            else:
-                one_by_one = one_by_one | self._groups.keys()  # only per-tool evaluation says which tools it hits
-        visible.update(tool for tool in one_by_one if could_allow(self._engine.partially_evaluate(identity, tool)))
-        return frozenset(visible)
+        """A full and a partial evaluation per principal key of the caller; per tool only where they cannot say."""
+        satisfied: set[int] = set()  # policies satisfied whatever the arguments
+        possible: set[int] = set()  # policies that are or may be satisfied
+        keys = [None, *(("role", role) for role in sorted(set(identity.roles))), ("user", identity.user)]
+        for key in keys:
+            for reads_arguments in (False, True):
+                group = self._sets.get((key, reads_arguments))
+                if group is None:
+                    continue
+                if reads_arguments:
+                    partial = self._engine.partially_evaluate(identity, self._probe_tool, group.policies)
+                    if not _usable(partial):  # only per-tool evaluation says which tools it concerns
+                        return self._each(identity, self._permitted | self._one_by_one)
+                    sure, maybe = _outcomes(partial)
+                else:
+                    full = self._engine.probe(identity, self._probe_tool, group.policies)
+                    if full.diagnostics.errors:
+                        return self._each(identity, self._permitted | self._one_by_one)
+                    sure = maybe = frozenset(full.diagnostics.reasons)
+                satisfied.update(group.member(cedar_id) for cedar_id in sure)
+                possible.update(group.member(cedar_id) for cedar_id in maybe)
+        return frozenset(self._decide(satisfied, possible)) | self._each(identity, self._one_by_one)
 
+    def _decide(self, satisfied: set[int], possible: set[int]) -> set[str]:
+        """The listing rule for every grouped tool at once: a tool of some possible permit, of no sure forbid."""
+        shown: set[str] = set()
+        for index in possible:
+            if self._policies[index].effect == "permit":
+                targets = self._targets[index]
+                if targets is None:
+                    shown = set(self._grouped)
+                    break
+                shown.update(targets)
+        for index in satisfied:
+            if self._policies[index].effect == "forbid":
+                targets = self._targets[index]
+                if targets is None:
+                    return set()
+                shown.difference_update(targets)
+        return shown
 
-def _mentions_action(node: object) -> bool:
-    """Whether a policy syntax tree reads the `action` variable anywhere."""
-    if isinstance(node, pst.Var):
-        return node.name == "action"
-    if isinstance(node, tuple):
-        return any(_mentions_action(child) for child in node)
-    if isinstance(node, Mapping):
-        return any(_mentions_action(child) for child in node.values())
-    if dataclasses.is_dataclass(node):
-        return any(_mentions_action(getattr(node, f.name)) for f in dataclasses.fields(node))
-    return False
+    def _each(self, identity: Identity, tools: Iterable[str]) -> frozenset[str]:
+        """The rule by one partial evaluation per tool, over the tool's own policies."""
+        return frozenset(tool for tool in tools if could_allow(self._engine.partially_evaluate(identity, tool)))

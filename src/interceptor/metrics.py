@@ -1,22 +1,17 @@
-"""CloudWatch metrics as EMF lines on stdout (Powertools Metrics): no API calls, nothing per user.
+"""CloudWatch metrics as EMF fields on the audit line: no API calls, no second log line, nothing per user.
 
-One invocation is one decision: `record` keeps only the latest decision (so direct `handle` calls in tests and
-benchmarks never pile up data) and the Lambda handler flushes it. Dimensions are bounded by construction:
-phase, a known MCP method (anything else is "other") and the reason code.
+EMF metrics may ride on any structured log line: the audit record of a decision carries an `_aws` directive and
+the dimension and metric values as top-level keys, so one write per request serves both. Dimensions are bounded
+by construction: phase, a known MCP method (anything else is "other"), the reason code and the service name.
 """
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-
-from interceptor.audit import AuditRecord
-from interceptor.logs import SERVICE
+from typing import Any
 
 NAMESPACE = "TeleportAgentCoreInterceptor"
+DIMENSIONS = ("Phase", "Method", "Outcome", "service")
 _METHODS = frozenset({"initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read"})
-
-logger = Logger(service=SERVICE, child=True)
 
 
 def method_dimension(method: str | None) -> str:
@@ -28,27 +23,13 @@ def method_dimension(method: str | None) -> str:
     return "other"
 
 
-class DecisionMetrics:
-    """Decisions by phase, method and outcome, and their latency."""
-
-    def __init__(self, namespace: str = NAMESPACE) -> None:
-        self._metrics = Metrics(namespace=namespace, service=SERVICE)
-
-    def record(self, record: AuditRecord) -> None:
-        """Replace the pending data point with this decision's."""
-        self._metrics.clear_metrics()
-        self._metrics.add_dimension("Phase", record.phase)
-        self._metrics.add_dimension("Method", method_dimension(record.method))
-        self._metrics.add_dimension("Outcome", record.reason)
-        self._metrics.add_metric("Decisions", MetricUnit.Count, 1)
-        self._metrics.add_metric("Latency", MetricUnit.Microseconds, record.latency_us)
-
-    def flush(self) -> None:
-        """Print the pending data point as one EMF line; a failure here never changes the answer."""
-        try:
-            self._metrics.flush_metrics()
-        except Exception:
-            logger.exception("metrics not published")
-
-
-METRICS = DecisionMetrics()
+def directive(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    """The `CloudWatchMetrics` directive, built once: `Decisions` (Count) and `Latency` (Microseconds) by
+    phase, method, outcome and service (`service` keeps the series of the earlier Powertools Metrics lines)."""
+    return [
+        {
+            "Namespace": namespace,
+            "Dimensions": [list(DIMENSIONS)],
+            "Metrics": [{"Name": "Decisions", "Unit": "Count"}, {"Name": "Latency", "Unit": "Microseconds"}],
+        }
+    ]

@@ -1,5 +1,6 @@
 """The pipeline: REQUEST events -> parse -> authenticate -> authorize -> stamp -> respond; RESPONSE events ->
-parse -> (tool lists only) authenticate -> filter -> respond; plus one audit record and metrics per event.
+parse -> (tool lists only) authenticate -> filter -> respond; plus one audit record (carrying the metrics) per
+event.
 
 `Interceptor.handle` never raises: every failure becomes a refusal in the gateway's contract.
 """
@@ -21,24 +22,14 @@ from interceptor.contract import MalformedEvent, McpRequest, McpResponse
 from interceptor.keys import IdpUnavailable
 from interceptor.listing import ToolLister
 from interceptor.logs import SERVICE
-from interceptor.metrics import DecisionMetrics
 from interceptor.policy import Decision, PolicyEngine
-from interceptor.reasons import Reason, message
-from interceptor.stamping import split_reserved, stamp
+from interceptor.reasons import ANSWERS, Reason, message
+from interceptor.stamping import split_reserved, stamp, without_reserved
 from interceptor.tokens import AuthError, Identity, TokenVerifier, bearer_token
 from tool_identity import SESSION_ARG
 
 logger = Logger(service=SERVICE, child=True)
 
-_STATUS: dict[Reason, int] = {
-    Reason.MISCONFIGURED: 500,
-    Reason.POLICY_SET_INVALID: 500,
-    Reason.HEADERS_MISSING: 500,
-    Reason.INTERNAL_ERROR: 500,
-    Reason.IDP_UNAVAILABLE: 503,
-    Reason.REQUEST_MALFORMED: 400,
-    Reason.UNSUPPORTED_TARGET: 400,
-}
 _POLICY_REASONS = frozenset({Reason.POLICY_DENIED, Reason.TOOL_UNKNOWN, Reason.POLICY_ERROR})
 
 
@@ -70,7 +61,7 @@ class Interceptor:
         sessions: SessionBroker | None = None,
         *,
         lister: ToolLister | Broken,
-        metrics: DecisionMetrics | None = None,
+        forward_uncovered: frozenset[str] = frozenset(),
     ) -> None:
         self._verifier = verifier
         self._engine = engine
@@ -78,7 +69,7 @@ class Interceptor:
         self._auditor = auditor
         self._sessions = sessions
         self._lister = lister  # Broken exactly when the engine is
-        self._metrics = metrics
+        self._forward_uncovered = forward_uncovered  # FORWARD_UNCOVERED_METHODS
 
     def handle(self, event: Any, lambda_request_id: str | None = None) -> dict[str, Any]:
         """Answer one interceptor event; always a valid interceptor output, never an exception."""
@@ -87,7 +78,7 @@ class Interceptor:
         try:
             output = self._handle(event, record)
         except MalformedEvent as exc:
-            record.reason, record.detail = exc.reason.value, exc.detail
+            record.reason, record.detail, record.rpc_id = exc.reason.value, exc.detail, exc.rpc_id
             output = _refuse(exc.reason, exc.rpc_id, exc.target_kind)
         except Refusal as refusal:
             record.reason, record.detail = refusal.reason.value, refusal.detail
@@ -96,13 +87,13 @@ class Interceptor:
             logger.exception("unexpected error; request refused")
             record.reason, record.forwarded, record.decision = Reason.INTERNAL_ERROR.value, False, "deny"
             output = _refuse(Reason.INTERNAL_ERROR, record.rpc_id)
+        if not contract.encodable(output):  # the gateway could not read it (it might then serve the target)
+            record.reason, record.forwarded, record.decision = Reason.OUTPUT_INVALID.value, False, "deny"
+            record.detail = "answer is not strict JSON in UTF-8"
+            rpc_id = record.rpc_id if contract.encodable(record.rpc_id) else None
+            output = _refuse(Reason.OUTPUT_INVALID, rpc_id, "http" if "http" in output else "mcp")
         record.latency_us = (time.perf_counter_ns() - started) // 1000
         self._auditor.write(record)
-        if self._metrics is not None:
-            try:
-                self._metrics.record(record)
-            except Exception:  # metrics are best effort: they never change or break an answer
-                logger.exception("metrics not recorded")
         return output
 
     def _handle(self, event: Any, record: AuditRecord) -> dict[str, Any]:
@@ -111,16 +102,20 @@ class Interceptor:
             return self._handle_response(contract.parse_response(event), record)
         request = contract.parse_request(event)
         _describe(record, request)
+        contract.check_method(request, self._forward_uncovered)
         identity = self._authenticate(request, record)
         if request.tool is None:
+            body, spoofed = without_reserved(request.body)
+            record.spoofed_arguments = list(spoofed)
             record.decision, record.forwarded, record.reason = "allow", True, Reason.ALLOWED.value
-            return contract.forward_request(request.body)
+            return contract.forward_request(body)
         return self._authorize_call(request, request.tool, identity, record)
 
     def _handle_response(self, response: McpResponse, record: AuditRecord) -> dict[str, Any]:
         """Tool lists are filtered for the verified caller; every other response passes unchanged (the REQUEST
         phase decided on it already, and nothing in it depends on who asks)."""
         _describe(record, response.request)
+        contract.check_method(response.request, self._forward_uncovered)
         if not listing.carries_tools(response.request, response.body):
             record.decision, record.forwarded, record.reason = "allow", True, "passthrough"
             return contract.pass_response(response)
@@ -144,7 +139,7 @@ class Interceptor:
         if request.headers is None:
             raise Refusal(Reason.HEADERS_MISSING, "event has no headers: passRequestHeaders is off")
         try:
-            identity = self._verifier.verify(bearer_token(request.headers))
+            identity = self._verifier.verify(contract.compact_token(bearer_token(request.headers)))
         except AuthError as exc:
             raise Refusal(exc.reason, exc.detail) from None
         except IdpUnavailable as exc:
@@ -201,7 +196,9 @@ def _record_decision(record: AuditRecord, decision: Decision) -> None:
 
 
 def _refuse(reason: Reason, rpc_id: Any, target_kind: str = "mcp") -> dict[str, Any]:
-    status = _STATUS.get(reason, 401)
-    code = {400: contract.INVALID_REQUEST, 401: contract.UNAUTHORIZED}.get(status, contract.INTERNAL)
+    """The answer for `reason` with its status and JSON-RPC code from `ANSWERS` (an `isError` tool result for
+    reasons the agent can explain)."""
+    status, code = ANSWERS[reason]
     text = f"{message(reason)} (reason: {reason.value})"
-    return contract.respond(status, contract.rpc_error(rpc_id, code, text), target_kind)
+    body = contract.tool_error(rpc_id, text) if code is None else contract.rpc_error(rpc_id, code, text)
+    return contract.respond(status, body, target_kind)

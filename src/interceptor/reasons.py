@@ -1,11 +1,14 @@
-"""The fixed set of reason codes shared by client-facing messages and audit records.
+"""The fixed set of reason codes shared by client-facing messages, answers and audit records.
 
-One code per thing a person can act on; the message says what to do, never echoes input.
+One code per thing a person can act on; the message says what to do, never echoes input. Each code has an
+explicit HTTP status and JSON-RPC error code (`ANSWERS`): a new code without one fails the tests, it is never
+silently answered as something else.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Reason(StrEnum):
@@ -17,10 +20,13 @@ class Reason(StrEnum):
     POLICY_SET_INVALID = "policy_set_invalid"
     IDP_UNAVAILABLE = "idp_unavailable"
     INTERNAL_ERROR = "internal_error"
+    OUTPUT_INVALID = "output_invalid"
     # The gateway event itself.
     HEADERS_MISSING = "headers_missing"
     REQUEST_MALFORMED = "request_malformed"
     UNSUPPORTED_TARGET = "unsupported_target"
+    METHOD_UNKNOWN = "method_unknown"
+    METHOD_NOT_COVERED = "method_not_covered"
     # The bearer token.
     TOKEN_MISSING = "token_missing"
     TOKEN_MALFORMED = "token_malformed"
@@ -46,10 +52,17 @@ MESSAGES: dict[Reason, str] = {
     Reason.IDP_UNAVAILABLE: "identity provider unavailable: Teleport's signing keys could not be fetched; "
     "retry shortly",
     Reason.INTERNAL_ERROR: "internal error in the interceptor; the request was refused",
+    Reason.OUTPUT_INVALID: "the answer could not be encoded as strict JSON (a non-finite number or invalid "
+    "Unicode); the request was refused",
     Reason.HEADERS_MISSING: "no request headers reached the interceptor: enable passRequestHeaders on the "
     "gateway's interceptor configuration",
     Reason.REQUEST_MALFORMED: "malformed MCP request",
     Reason.UNSUPPORTED_TARGET: "this interceptor only serves MCP targets",
+    Reason.METHOD_UNKNOWN: "unknown MCP method: names must match exactly (letter case, spaces and characters "
+    "count), and methods only a server sends are never accepted from a client",
+    Reason.METHOD_NOT_COVERED: "this MCP method reaches data the Teleport policies do not cover, so it is refused; "
+    "an administrator can forward it without a policy decision by adding it to the interceptor's "
+    "FORWARD_UNCOVERED_METHODS setting",
     Reason.TOKEN_MISSING: "no bearer token: connect through Teleport (tsh mcp connect) and make sure the app "
     "rewrites 'Authorization: Bearer {{internal.id_token}}'",
     Reason.TOKEN_MALFORMED: "bearer token malformed: expected one Teleport OIDC ID token",
@@ -66,6 +79,52 @@ MESSAGES: dict[Reason, str] = {
     Reason.POLICY_ERROR: "the call could not be evaluated (the arguments may not match the tool's input schema)",
     Reason.SESSION_UNAVAILABLE: "no AWS session could be created for you (STS refused or is unreachable); "
     "an administrator must check the session role and its trust policy",
+}
+
+
+# JSON-RPC error codes of the answers.
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INTERNAL = -32603
+UNAUTHORIZED = -32001
+
+
+class Answer(NamedTuple):
+    """How a reason is answered: the HTTP status, and the JSON-RPC error code (None: not a JSON-RPC error but
+    an `isError` tool result the agent can explain, or, for `allowed`, the forwarded call)."""
+
+    status: int
+    rpc_code: int | None
+
+
+_TOOL_RESULT = Answer(200, None)
+_UNAUTHORIZED = Answer(401, UNAUTHORIZED)
+
+ANSWERS: dict[Reason, Answer] = {
+    Reason.ALLOWED: Answer(200, None),
+    Reason.MISCONFIGURED: Answer(500, INTERNAL),
+    Reason.POLICY_SET_INVALID: Answer(500, INTERNAL),
+    Reason.IDP_UNAVAILABLE: Answer(503, INTERNAL),
+    Reason.INTERNAL_ERROR: Answer(500, INTERNAL),
+    Reason.OUTPUT_INVALID: Answer(500, INTERNAL),
+    Reason.HEADERS_MISSING: Answer(500, INTERNAL),
+    Reason.REQUEST_MALFORMED: Answer(400, INVALID_REQUEST),
+    Reason.UNSUPPORTED_TARGET: Answer(400, INVALID_REQUEST),
+    Reason.METHOD_UNKNOWN: Answer(400, METHOD_NOT_FOUND),
+    Reason.METHOD_NOT_COVERED: Answer(403, METHOD_NOT_FOUND),
+    Reason.TOKEN_MISSING: _UNAUTHORIZED,
+    Reason.TOKEN_MALFORMED: _UNAUTHORIZED,
+    Reason.ALGORITHM_NOT_ALLOWED: _UNAUTHORIZED,
+    Reason.SIGNATURE_INVALID: _UNAUTHORIZED,
+    Reason.TOKEN_EXPIRED: _UNAUTHORIZED,
+    Reason.TOKEN_NOT_YET_VALID: _UNAUTHORIZED,
+    Reason.ISSUER_MISMATCH: _UNAUTHORIZED,
+    Reason.AUDIENCE_MISMATCH: _UNAUTHORIZED,
+    Reason.CLAIMS_INVALID: _UNAUTHORIZED,
+    Reason.TOOL_UNKNOWN: _TOOL_RESULT,
+    Reason.POLICY_DENIED: _TOOL_RESULT,
+    Reason.POLICY_ERROR: _TOOL_RESULT,
+    Reason.SESSION_UNAVAILABLE: _TOOL_RESULT,
 }
 
 

@@ -1,5 +1,6 @@
 """Stamp the verified identity into a forwarded `tools/call`, after removing anything the caller sent
-under the reserved `_teleport_` prefix (never trusted, never forwarded)."""
+under the reserved `_teleport_` prefix (never trusted, never forwarded); every other forwarded request loses
+those names too, whatever its method, so no server ever reads a caller-sent identity."""
 
 from __future__ import annotations
 
@@ -7,19 +8,36 @@ from collections.abc import Mapping
 from typing import Any
 
 from interceptor.tokens import Identity
-from tool_identity import ROLES_ARG, USER_ARG, is_reserved, tool_arguments
+from tool_identity import (
+    IDENTITY_META_KEY,
+    ROLES_ARG,
+    USER_ARG,
+    identity_meta,
+    is_identity_meta_key,
+    is_reserved,
+    tool_arguments,
+)
 
 
 def split_reserved(
     arguments: Mapping[str, Any], params: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The caller's arguments without reserved names, and the reserved names the caller tried to send: in the
-    arguments as they are, in `params._meta` as `_meta.<name>` (both are removed before forwarding)."""
-    spoofed = sorted(k for k in arguments if is_reserved(k))
+    """The caller's arguments without reserved names, and what the caller tried to send that only the
+    interceptor may: reserved names in the arguments, and those or `IDENTITY_META_KEY` (any case) in
+    `params._meta` as `_meta.<name>` (all are removed before forwarding)."""
     meta = params.get("_meta") if params is not None else None
+    return tool_arguments(arguments), _spoofed(arguments, meta)
+
+
+def _spoofed(arguments: Any, meta: Any) -> tuple[str, ...]:
+    names = sorted(k for k in arguments if is_reserved(k)) if isinstance(arguments, Mapping) else []
     if isinstance(meta, Mapping):
-        spoofed.extend(sorted(f"_meta.{k}" for k in meta if is_reserved(k)))
-    return tool_arguments(arguments), tuple(spoofed)
+        names.extend(sorted(f"_meta.{k}" for k in meta if _interceptor_only(k)))
+    return tuple(names)
+
+
+def _interceptor_only(key: str) -> bool:
+    return is_reserved(key) or is_identity_meta_key(key)
 
 
 def stamp(
@@ -29,12 +47,34 @@ def stamp(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A copy of `body` whose arguments are `clean_arguments` plus the identity (and `extra` reserved
-    values), and whose `params._meta` (which MCP servers also read) holds no reserved name; nothing else in
-    the body changes and the input is not mutated."""
+    values), and whose `params._meta` (which MCP servers read; a Lambda target sees only the arguments) holds no
+    caller-sent reserved name or `IDENTITY_META_KEY` in any case, but the identity under `IDENTITY_META_KEY`;
+    its other keys (e.g. `io.modelcontextprotocol/protocolVersion`) and the rest of the body are kept and the
+    input is not mutated."""
     arguments = {**clean_arguments, USER_ARG: identity.user, ROLES_ARG: list(identity.roles)}
     if extra:
         arguments.update(extra)
     params = {**body["params"], "arguments": arguments}
-    if isinstance(params.get("_meta"), Mapping):
-        params["_meta"] = tool_arguments(params["_meta"])
+    meta = params.get("_meta")
+    kept = {k: v for k, v in meta.items() if not _interceptor_only(k)} if isinstance(meta, Mapping) else {}
+    params["_meta"] = {**kept, IDENTITY_META_KEY: identity_meta(identity.user, identity.roles)}
     return {**body, "params": params}
+
+
+def without_reserved(body: Mapping[str, Any]) -> tuple[Mapping[str, Any], tuple[str, ...]]:
+    """`body` for a forwarded request of any other method, without what only the interceptor may send: reserved
+    names in `params.arguments`, and those or `IDENTITY_META_KEY` (any case) in `params._meta`. Also the names
+    removed, as `split_reserved` lists them. The same object when the caller sent none (the common case)."""
+    params = body.get("params")
+    if not isinstance(params, Mapping):
+        return body, ()
+    arguments, meta = params.get("arguments"), params.get("_meta")
+    spoofed = _spoofed(arguments, meta)
+    if not spoofed:
+        return body, ()
+    cleaned = dict(params)
+    if isinstance(arguments, Mapping):
+        cleaned["arguments"] = tool_arguments(arguments)
+    if isinstance(meta, Mapping):
+        cleaned["_meta"] = {k: v for k, v in meta.items() if not _interceptor_only(k)}
+    return {**body, "params": cleaned}, spoofed

@@ -1,20 +1,25 @@
 """Bearer extraction and Teleport OIDC ID token verification, turning a token into an `Identity`.
 
-Cheap checks (size, shape, header, issuer) run before any key is fetched; then the signature is tried
-against every candidate key (Teleport's tokens carry no `kid`), then claims are checked strictly.
+The token is decoded once: strict base64url and JSON parsing of header and payload, then the cheap checks (size,
+shape, header, issuer) before any key is fetched, then PyJWT's RS256 (`cryptography` underneath) over the exact
+signing input, tried against every candidate key (Teleport's tokens carry no `kid`), then strict claim checks.
+Decoding with `jwt.decode` after an unverified peek parsed every token twice and checked base64 characters in a
+Python loop; the checks it made are all made here (README "Authentication").
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from jwt import exceptions as jwt_errors
+from jwt.algorithms import RSAAlgorithm
 
 from interceptor.keys import PINNED_ALG, KeyStore
 from interceptor.reasons import Reason
@@ -22,7 +27,10 @@ from interceptor.reasons import Reason
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_KID_CHARS = 128
 BOT_PREFIXES = ("bot-", "remote-bot-")  # a bot of a trusted leaf cluster appears as remote-bot-<name>-<cluster>
-REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "sub"]
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")  # base64url without padding (RFC 7515 compact serialization)
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
 
 
 class AuthError(Exception):
@@ -109,72 +117,119 @@ class TokenVerifier:
         return identity
 
     def _verify_uncached(self, token: str) -> Identity:
-        kid = self._precheck(token)
-        claims = self._verify_signature_and_claims(token, kid)
-        return self._identity(claims)
+        jws = _Jws.parse(token)
+        kid = self._precheck(jws)
+        self._verify_signature(jws, kid)
+        return self._identity(jws.claims)
 
-    def _precheck(self, token: str) -> str | None:
-        """Shape, header and issuer checks that need no key, so bad tokens never trigger a JWKS fetch."""
-        if token.count(".") != 2:
-            raise AuthError(Reason.TOKEN_MALFORMED, "not a three-part JWS (nested JWT or JWE refused)")
-        try:
-            unverified = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
-        except jwt_errors.InvalidTokenError:
-            raise AuthError(Reason.TOKEN_MALFORMED, "token cannot be decoded") from None
-        header = unverified["header"]
+    def _precheck(self, jws: _Jws) -> str | None:
+        """Header and issuer checks that need no key, so bad tokens never trigger a JWKS fetch."""
+        header = jws.header
         if header.get("alg") != PINNED_ALG:
             raise AuthError(Reason.ALGORITHM_NOT_ALLOWED, "token alg is not RS256")
         if "crit" in header:
             raise AuthError(Reason.TOKEN_MALFORMED, "token has a crit header")
         if str(header.get("cty", "")).upper() == "JWT":
             raise AuthError(Reason.TOKEN_MALFORMED, "nested JWT refused")
+        if header.get("b64", True) is not True:
+            raise AuthError(Reason.TOKEN_MALFORMED, "unencoded (b64) payloads refused")
         kid = header.get("kid")
         if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_CHARS):
             raise AuthError(Reason.TOKEN_MALFORMED, "token kid is not a short string")
-        if unverified["payload"].get("iss") != self._issuer:
+        if jws.claims.get("iss") != self._issuer:
             raise AuthError(Reason.ISSUER_MISMATCH, "token iss differs from TELEPORT_ISSUER")
         return kid
 
-    def _verify_signature_and_claims(self, token: str, kid: str | None) -> dict[str, Any]:
+    def _verify_signature(self, jws: _Jws, kid: str | None) -> None:
+        """RS256 over the exact signing input with each candidate key; one JWKS refresh (rate-limited) on a miss."""
         for attempt in range(2):
             for candidate in self._keys.candidates(kid):
-                try:
-                    claims: dict[str, Any] = jwt.decode(
-                        token,
-                        candidate.key,
-                        algorithms=[PINNED_ALG],
-                        audience=self._audience,
-                        issuer=self._issuer,
-                        leeway=self._leeway_s,
-                        options={"require": REQUIRED_CLAIMS},
-                    )
-                except (jwt_errors.InvalidSignatureError, jwt_errors.InvalidKeyError):
-                    continue
-                except jwt_errors.InvalidTokenError as exc:
-                    raise _classify(exc) from None
-                return claims
+                if _RS256.verify(jws.signing_input, candidate.key, jws.signature):
+                    return
             if attempt == 0 and not self._keys.refresh_after_miss():
                 break
         raise AuthError(Reason.SIGNATURE_INVALID, "no Teleport key verifies the token signature")
 
     def _identity(self, claims: dict[str, Any]) -> Identity:
-        aud = claims["aud"]
-        if aud not in (self._audience, [self._audience]):
-            raise AuthError(Reason.AUDIENCE_MISMATCH, "token is also valid for other audiences")
+        """Strict claims of a signed token: what `jwt.decode` checked (required, time, audience) and more."""
+        if any(claims.get(c) is None for c in REQUIRED_CLAIMS):
+            raise AuthError(Reason.CLAIMS_INVALID, "iss, aud, exp, iat and sub are required")
         if any(not _is_int(claims[c]) for c in ("exp", "iat", "nbf") if c in claims):
             raise AuthError(Reason.CLAIMS_INVALID, "exp, iat and nbf must be integers")
+        now = self._clock()
+        if claims["iat"] > now + self._leeway_s or claims.get("nbf", 0) > now + self._leeway_s:
+            raise AuthError(Reason.TOKEN_NOT_YET_VALID, "iat or nbf is in the future")
+        if claims["exp"] <= now - self._leeway_s:
+            raise AuthError(Reason.TOKEN_EXPIRED, "token expired")
+        aud = claims["aud"]
+        if aud not in (self._audience, [self._audience]):
+            raise AuthError(Reason.AUDIENCE_MISMATCH, "token audience is not exactly TELEPORT_AUDIENCE")
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise AuthError(Reason.CLAIMS_INVALID, "sub is not a non-empty string")
         if "username" in claims and claims["username"] != sub:
             raise AuthError(Reason.CLAIMS_INVALID, "username differs from sub")
+        if "jti" in claims and not isinstance(claims["jti"], str):
+            raise AuthError(Reason.CLAIMS_INVALID, "jti is not a string")
         return Identity(
             user=sub,
             roles=_roles(claims.get("roles")),
             traits=_traits(claims.get("traits")),
             issuer=self._issuer,
-            expires_at=int(claims["exp"]),
+            expires_at=claims["exp"],
         )
+
+
+@dataclass(frozen=True)
+class _Jws:
+    """A compact JWS decoded once: header and claims as JSON objects, the signing input and the signature."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+    @classmethod
+    def parse(cls, token: str) -> _Jws:
+        """Strictly: three segments, canonical unpadded base64url, JSON objects (no NaN/Infinity) in the first two;
+        anything else is `token_malformed`."""
+        if token.count(".") != 2:
+            raise AuthError(Reason.TOKEN_MALFORMED, "not a three-part JWS (nested JWT or JWE refused)")
+        signing_input, _, signature = token.rpartition(".")
+        header, _, payload = signing_input.partition(".")
+        return cls(_json_object(header), _json_object(payload), signing_input.encode(), _b64url(signature))
+
+
+def _b64url(segment: str) -> bytes:
+    """Canonical unpadded base64url only: other alphabets, padding and non-zero trailing bits are refused, so
+    one token has exactly one spelling (the cache key) and no decoder leniency can be played on."""
+    if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
+        raise AuthError(Reason.TOKEN_MALFORMED, "token segment is not base64url")
+    standard = (segment + "=" * (-len(segment) % 4)).encode().translate(_TO_STANDARD)
+    try:
+        raw = binascii.a2b_base64(standard, strict_mode=True)
+    except binascii.Error:
+        raise AuthError(Reason.TOKEN_MALFORMED, "token segment is not base64url") from None
+    if binascii.b2a_base64(raw, newline=False) != standard:
+        raise AuthError(Reason.TOKEN_MALFORMED, "token segment is not canonical base64url")
+    return raw
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constants)  # built once: `json.loads` with options builds one per call
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    try:
+        value = _JSON.decode(_b64url(segment).decode())
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise AuthError(Reason.TOKEN_MALFORMED, "token header or payload is not JSON") from None
+    if not isinstance(value, dict):
+        raise AuthError(Reason.TOKEN_MALFORMED, "token header or payload is not a JSON object")
+    return value
 
 
 def _is_int(value: Any) -> bool:
@@ -200,20 +255,3 @@ def _traits(value: Any) -> dict[str, tuple[str, ...]]:
             raise AuthError(Reason.CLAIMS_INVALID, "a trait is not a list of strings")
         traits[name] = tuple(values)
     return traits
-
-
-_CLASSIFIED: tuple[tuple[type[Exception], Reason], ...] = (
-    (jwt_errors.ExpiredSignatureError, Reason.TOKEN_EXPIRED),
-    (jwt_errors.ImmatureSignatureError, Reason.TOKEN_NOT_YET_VALID),
-    (jwt_errors.InvalidAudienceError, Reason.AUDIENCE_MISMATCH),
-    (jwt_errors.InvalidIssuerError, Reason.ISSUER_MISMATCH),
-    (jwt_errors.InvalidAlgorithmError, Reason.ALGORITHM_NOT_ALLOWED),
-    (jwt_errors.DecodeError, Reason.TOKEN_MALFORMED),
-)
-
-
-def _classify(exc: jwt_errors.InvalidTokenError) -> AuthError:
-    for kind, reason in _CLASSIFIED:
-        if isinstance(exc, kind):
-            return AuthError(reason, type(exc).__name__)
-    return AuthError(Reason.CLAIMS_INVALID, type(exc).__name__)

@@ -1,4 +1,4 @@
-"""Wiring: settings -> keys, verifier, policy engine, tool lister, session broker, metrics -> `Interceptor`,
+"""Wiring: settings -> keys, verifier, policy engine, tool lister, session broker, auditor -> `Interceptor`,
 built once per container.
 
 A bad setting or policy set does not crash the init: the container comes up and refuses every request
@@ -17,7 +17,6 @@ from interceptor.config import ConfigError, Mode, Settings
 from interceptor.keys import DiscoverySource, HttpFetcher, KeySource, KeyStore, PinnedSource
 from interceptor.listing import ToolLister
 from interceptor.logs import SERVICE
-from interceptor.metrics import METRICS
 from interceptor.pipeline import Broken, Interceptor
 from interceptor.policy import PolicyEngine, PolicySetInvalid, PolicySource, policy_set_digest
 from interceptor.reasons import Reason
@@ -26,25 +25,27 @@ from interceptor.tokens import TokenVerifier
 logger = Logger(service=SERVICE)
 
 
-def build(env: Mapping[str, str]) -> Interceptor:
-    """Wire the pipeline from environment settings; never raises: a failed init still answers every request."""
+def build(env: Mapping[str, str], auditor: Auditor | None = None) -> Interceptor:
+    """Wire the pipeline from environment settings; never raises: a failed init still answers every request.
+    Audit lines go to stdout unless another `auditor` is given (tests and tools collect the records)."""
+    auditor = auditor or Auditor()
     try:
-        return _build(env)
+        return _build(env, auditor)
     except Exception as exc:  # anything unforeseen at cold start must become a refusal, not an init crash
         logger.exception("interceptor init failed; refusing every request")
-        return _broken([f"init failed: {type(exc).__name__}"])
+        return _broken([f"init failed: {type(exc).__name__}"], auditor)
 
 
-def _build(env: Mapping[str, str]) -> Interceptor:
+def _build(env: Mapping[str, str], auditor: Auditor) -> Interceptor:
     try:
         settings = Settings.from_env(env)
     except ConfigError as exc:
-        return _broken(exc.problems)
+        return _broken(exc.problems, auditor)
     source: KeySource
     if settings.pinned_jwks is not None:
         source = PinnedSource(settings.pinned_jwks)
         if not source.load():
-            return _broken(["TELEPORT_JWKS has no usable key (RSA, use sig, RS256, 2048+ bits)"])
+            return _broken(["TELEPORT_JWKS has no usable key (RSA, use sig, RS256, 2048+ bits)"], auditor)
     else:
         source = DiscoverySource(settings.issuer, settings.discovery_url, HttpFetcher(settings.http_timeout_s))
     keys = KeyStore(source, settings.jwks_ttl_s, settings.jwks_cooldown_s)
@@ -55,9 +56,16 @@ def _build(env: Mapping[str, str]) -> Interceptor:
         policies = PolicySource.read(settings.policy_dir)
         engine = PolicyEngine(policies)
         lister = ToolLister(engine, policy_set_digest(policies))
+        if engine.bundle_status == "stale":
+            logger.warning("policy bundle does not match the policy files; validated them at init (slower start)")
         logger.info(
             "policies loaded",
-            extra={"files": list(engine.files), "tools": len(engine.tools), "policy_set": lister.policy_set},
+            extra={
+                "files": list(engine.files),
+                "tools": len(engine.tools),
+                "policy_set": lister.policy_set,
+                "bundle": engine.bundle_status,
+            },
         )
     except PolicySetInvalid as exc:
         logger.error("policy set invalid; refusing every request", extra={"problems": exc.problems})
@@ -65,10 +73,18 @@ def _build(env: Mapping[str, str]) -> Interceptor:
     sessions = None
     if settings.session_role_arn is not None:
         sessions = SessionBroker(settings.session_role_arn, settings.session_duration_s, settings.session_tools)
-    return Interceptor(verifier, engine, settings.mode, Auditor(logger), sessions, lister=lister, metrics=METRICS)
+    return Interceptor(
+        verifier,
+        engine,
+        settings.mode,
+        auditor,
+        sessions,
+        lister=lister,
+        forward_uncovered=settings.forward_uncovered_methods,
+    )
 
 
-def _broken(problems: list[str]) -> Interceptor:
+def _broken(problems: list[str], auditor: Auditor) -> Interceptor:
     logger.error("interceptor misconfigured; refusing every request", extra={"problems": problems})
     broken = Broken(Reason.MISCONFIGURED)
-    return Interceptor(broken, broken, Mode.ENFORCE, Auditor(logger), lister=broken, metrics=METRICS)
+    return Interceptor(broken, broken, Mode.ENFORCE, auditor, lister=broken)

@@ -1,6 +1,6 @@
-"""`teleport-policy`: schema, validate, format, expand, test, explain and diff for the interceptor's policies.
+"""`teleport-policy`: schema, validate, build, format, expand, test, explain and diff for the interceptor's policies.
 
-Exit codes: 0 success, 1 a check failed (stale schema, invalid policy, unformatted file, failing or uncovered
+Exit codes: 0 success, 1 a check failed (stale schema or bundle, invalid policy, unformatted file, failing or uncovered
 test, changed decisions with --fail-on-change), 2 usage or input error. Messages name file and line.
 """
 
@@ -24,11 +24,14 @@ import cedarpy
 
 from interceptor.logs import SERVICE
 from interceptor.policy import (
+    BUNDLE_FILE,
     SCHEMA_FILE,
     Decision,
     PolicyEngine,
     PolicySetInvalid,
     PolicySource,
+    compile_policies,
+    parse_schema,
 )
 from interceptor.tokens import Identity
 from policy_toolkit import cases as tc
@@ -137,6 +140,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors or (args.strict and warnings) else 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    folder = args.folder or args.dir
+    source = PolicySource.read(folder)
+    compiled = compile_policies(source, parse_schema(source))
+    target = folder / BUNDLE_FILE
+    text = compiled.to_json()
+    summary = f"{len(compiled.policies)} policies, {len(compiled.tools)} tools, digest {compiled.digest[:12]}"
+    if args.check:
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            _out(f"{target}: missing or stale; run `teleport-policy build`")
+            return 1
+        _out(f"{target}: up to date ({summary})")
+        return 0
+    target.write_text(text, encoding="utf-8")
+    _out(f"wrote {target} ({summary})")
+    return 0
+
+
 def cmd_format(args: argparse.Namespace) -> int:
     changed = 0
     for path in sorted(args.dir.glob("*.cedar")):
@@ -235,29 +256,22 @@ def _explain_event(args: argparse.Namespace) -> int:
     """Run the whole interceptor on a sample event (token verification included) with the env file's settings."""
     import logging  # noqa: PLC0415
 
-    from interceptor.wiring import build  # noqa: PLC0415 (only explain --event runs the whole interceptor)
+    from interceptor.audit import Auditor  # noqa: PLC0415 (only explain --event runs the whole interceptor)
+    from interceptor.wiring import build  # noqa: PLC0415
 
     env = {k: str(v) for k, v in json.loads(args.env.read_text()).get("InterceptorFunction", {}).items()}
-    records: list[dict[str, Any]] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage() == "audit":
-                records.append(record.__dict__["audit"])
-
-    audit_log = logging.getLogger(SERVICE)  # the standard logger behind the interceptor's Powertools Logger
-    levels = {handler: handler.level for handler in audit_log.handlers}
+    lines: list[str] = []  # the audit line, collected instead of printed: the summary below replaces it
+    service_log = logging.getLogger(SERVICE)  # the standard logger behind the interceptor's Powertools Logger
+    levels = {handler: handler.level for handler in service_log.handlers}
     for handler in levels:
-        handler.setLevel(logging.WARNING)  # the summary below replaces the raw JSON lines
-    capture = Capture()
-    audit_log.addHandler(capture)
+        handler.setLevel(logging.WARNING)  # routine init lines too; warnings and errors still show
     try:
-        output = build({**env, "POLICY_DIR": str(args.dir)}).handle(json.loads(args.event.read_text()))
+        interceptor = build({**env, "POLICY_DIR": str(args.dir)}, Auditor(lines.append))
+        output = interceptor.handle(json.loads(args.event.read_text()))
     finally:
-        audit_log.removeHandler(capture)
         for handler, level in levels.items():
             handler.setLevel(level)
-    audit = records[-1]
+    audit = json.loads(lines[-1])["audit"]
     _out(
         f"user {audit['user']} (roles {audit['roles']}, bot {audit['bot']}) -> {audit['method']} {audit['tool'] or ''}"
     )
@@ -316,6 +330,11 @@ def parser() -> argparse.ArgumentParser:
     schema.add_argument("--check", action="store_true", help="fail when the committed schema is stale")
     validate = sub.add_parser("validate", help="strict validation against the schema, with warnings")
     validate.add_argument("--strict", action="store_true", help="warnings fail too")
+    build = sub.add_parser(
+        "build", help=f"validate strictly and index: write <folder>/{BUNDLE_FILE}, what the function loads at init"
+    )
+    build.add_argument("folder", nargs="?", type=Path, help="policy folder (default: --dir)")
+    build.add_argument("--check", action="store_true", help="fail when the bundle is missing or stale")
     fmt = sub.add_parser("format", help="canonical Cedar formatting")
     fmt.add_argument("--check", action="store_true", help="fail when a file is not formatted")
     sub.add_parser("expand", help="write <name>.cedartests.json (Cedar run-tests format) from each YAML test file")
@@ -338,6 +357,7 @@ def parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "schema": cmd_schema,
     "validate": cmd_validate,
+    "build": cmd_build,
     "format": cmd_format,
     "expand": cmd_expand,
     "test": cmd_test,

@@ -9,11 +9,15 @@ configured to get one, `_teleport_aws_session` (short-lived credentials of an ST
     dynamodb = caller.boto3_session().resource("dynamodb")   # CloudTrail names caller.user
 
 Trust these values only in a function that nothing but the gateway can invoke (its resource policy).
+
+An MCP-server target (not a Lambda) receives the same identity in the request's `params._meta` under
+`IDENTITY_META_KEY`: tools built with the official MCP SDK read it with `tool_identity.mcp_sdk.VerifiedCaller`,
+others with `Caller.from_meta`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +26,9 @@ RESERVED_PREFIX = "_teleport_"
 USER_ARG = "_teleport_user"
 ROLES_ARG = "_teleport_roles"
 SESSION_ARG = "_teleport_aws_session"
+# Our reverse-DNS `_meta` key (not under a prefix MCP reserves: second label `modelcontextprotocol` or `mcp`).
+# Its value is `{"user": str, "roles": [str, ...]}`; the interceptor removes any caller-sent value first.
+IDENTITY_META_KEY = "sh.teleport/identity"
 _SESSION_KEYS = ("accessKeyId", "secretAccessKey", "sessionToken", "expiration")
 
 
@@ -52,6 +59,21 @@ class Caller:
         session = arguments.get(SESSION_ARG)
         return cls(user, tuple(roles), session if isinstance(session, Mapping) else None)
 
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None) -> Caller:
+        """Read the identity an MCP-server target receives in `params._meta`; raise IdentityMissing when it is
+        absent or malformed. Only the exact key counts: the interceptor removed every other spelling."""
+        stamped = meta.get(IDENTITY_META_KEY) if meta is not None else None
+        user = stamped.get("user") if isinstance(stamped, Mapping) else None
+        roles = stamped.get("roles") if isinstance(stamped, Mapping) else None
+        if not isinstance(user, str) or not user or not isinstance(roles, list):
+            raise IdentityMissing(
+                f"no {IDENTITY_META_KEY} in _meta: call this tool through the gateway and its interceptor"
+            )
+        if not all(isinstance(r, str) for r in roles):
+            raise IdentityMissing(f"{IDENTITY_META_KEY} roles are not a list of strings")
+        return cls(user, tuple(roles))
+
     def has_role(self, role: str) -> bool:
         return role in self.roles
 
@@ -81,6 +103,17 @@ class Caller:
 def tool_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The agent's own arguments, without the reserved identity values."""
     return {k: v for k, v in arguments.items() if not is_reserved(k)}
+
+
+def identity_meta(user: str, roles: Iterable[str]) -> dict[str, Any]:
+    """The value stamped under `IDENTITY_META_KEY`, the one shape `Caller.from_meta` reads (an AWS session is
+    handed in the arguments only)."""
+    return {"user": user, "roles": list(roles)}
+
+
+def is_identity_meta_key(name: str) -> bool:
+    """`IDENTITY_META_KEY` in any letter case: a caller-sent value under it is never trusted or forwarded."""
+    return name.lower() == IDENTITY_META_KEY
 
 
 def is_reserved(name: str) -> bool:

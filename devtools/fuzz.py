@@ -1,0 +1,675 @@
+"""`make fuzz`: a seeded property/fuzz run of the interceptor handler (README "Fuzzing").
+
+The handler is built as the Lambda builds it (`wiring.build`, with the pinned JWKS of a development key), then
+fed mutated REQUEST and RESPONSE events: structure (keys dropped or given wrong types), tokens (truncated,
+padded, segments swapped, `alg: none`, other keys), headers (case, duplicates, non-strings), ids, method
+look-alikes, arguments (reserved names in any case, non-finite numbers, deep nesting, huge strings). Every
+answer is checked against the invariants the gateway and the security model depend on (`check`). Violations
+are printed without token material; the exit status is 1 when there is any.
+
+    python -m devtools.fuzz [--events 100000] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from devtools.issuer import Issuer, new_key
+from interceptor.audit import Auditor
+from interceptor.logs import SERVICE
+from interceptor.methods import METHODS
+from interceptor.pipeline import Interceptor
+from interceptor.reasons import Reason
+from interceptor.wiring import build
+
+ISSUER = "https://teleport.example.com"
+AUDIENCE = "mcp+https://gateway.example.com/mcp"
+SPOOF = "mallory"  # the only value the generator sends under reserved names: it must never be forwarded
+STAMPED = frozenset({"_teleport_user", "_teleport_roles"})
+OUTCOMES = frozenset(r.value for r in Reason) | {"passthrough", "tools_filtered"}
+CLOUDWATCH_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch Logs counts 26 bytes of overhead per event
+TOOLS = ("orders___get_order_tool", "orders___list_my_orders", "orders___update_order", "db___run_query")
+SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
+USERS = (("alice", ["developer"], None), ("carol", ["order-admin"], None), ("dana", ["db-reader"], ["sales"]))
+RESERVED_SPELLINGS = ("_teleport_user", "_TELEPORT_USER", "_Teleport_Roles", "_teleport_aws_session", "_teleport_")
+META_IDENTITY_SPELLINGS = ("sh.teleport/identity", "SH.TELEPORT/IDENTITY", "Sh.Teleport/Identity")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# capture: the one place that knows how audit records and operational logs are collected
+
+
+@dataclass
+class Capture:
+    """Audit lines (exact JSON text) and operational log records written since the last `take()`."""
+
+    audit: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+    def write_audit(self, line: str) -> None:
+        self.audit.append(line)
+
+    def take(self) -> tuple[list[str], list[str]]:
+        audit, logs = self.audit, self.logs
+        self.audit, self.logs = [], []
+        return audit, logs
+
+
+class _LogCollector(logging.Handler):
+    def __init__(self, capture: Capture) -> None:
+        super().__init__(logging.DEBUG)
+        self._capture = capture
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.format(record)  # renders the traceback into record.exc_text, which is checked too
+        self._capture.logs.append(json.dumps(record.__dict__, default=str))
+
+
+@contextmanager
+def captured(env: dict[str, str]) -> Iterator[tuple[Interceptor, Capture]]:
+    """A handler built like the Lambda's, with its audit lines and operational logs captured (and kept off
+    stdout for the run)."""
+    capture = Capture()
+    service = logging.getLogger(SERVICE)
+    saved = service.handlers[:]
+    collector = _LogCollector(capture)
+    service.handlers[:] = [collector]
+    try:
+        yield build(env, Auditor(capture.write_audit)), capture
+    finally:
+        service.handlers[:] = saved
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tokens
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Valid tokens by user, and invalid ones (expired, other key, alg none, HS256, other audience)."""
+
+    valid: dict[str, str]
+    invalid: tuple[str, ...]
+    roles: dict[str, list[str]]
+
+    @classmethod
+    def mint(cls, issuer: Issuer) -> Tokens:
+        valid: dict[str, str] = {}
+        roles: dict[str, list[str]] = {}
+        for user, user_roles, dbs in USERS:
+            traits = {"logins": [user], **({"db_names": dbs} if dbs else {})}
+            valid[user] = issuer.mint(user=user, roles=user_roles, traits=traits, ttl=6 * 3600)
+            roles[user] = user_roles
+        claims = issuer.claims(user="alice", ttl=6 * 3600)
+        invalid = (
+            issuer.mint(user="alice", ttl=-3600),
+            issuer.mint(key=new_key(), user="carol"),
+            jwt.encode(claims, "", algorithm="none"),
+            jwt.encode(claims, "k" * 32, algorithm="HS256"),
+            issuer.mint(user="alice", aud="mcp+https://other.example.com/mcp"),
+        )
+        return cls(valid, invalid, roles)
+
+    def user_of(self, token: str) -> str | None:
+        for user, valid in self.valid.items():
+            if token == valid:
+                return user
+        return None
+
+
+def _mutate_token(rng: random.Random, token: str, other: str) -> str:
+    head, payload, signature = token.split(".")
+    cut = rng.randrange(1, len(token))
+    return rng.choice(
+        [
+            token + "=",
+            token + "==",
+            token[:cut],
+            f"{head}.{payload}.{other.split('.')[2]}",
+            f"{payload}.{head}.{signature}",
+            f"{head}.{payload}.",
+            f"{head}.{payload}.{signature}.{signature}",
+            token.upper(),
+            token[:cut] + "\u00e9" + token[cut:],
+            token[:cut] + "+" + token[cut + 1 :],
+            token[:cut] + "\u0000" + token[cut:],
+            f"{head}.{payload}.{signature[:-2]}",
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# events
+
+
+def _lookalike(rng: random.Random, method: str) -> str:
+    i = rng.randrange(len(method))
+    return rng.choice(
+        [
+            method[:i] + method[i].swapcase() + method[i + 1 :],
+            method.upper(),
+            method + " ",
+            " " + method,
+            method + "\n",
+            method + "\u0000",
+            method + "\u200b",
+            method.replace("/", "\u2215"),
+            method.replace("/", "//"),
+            method.replace("/", "\\"),
+            method.replace("o", "\u043e"),  # Cyrillic o
+            method[:i] + "\u0301" + method[i:],
+            method.replace("/", "%2F"),
+            "\uff54" + method[1:],  # fullwidth first letter
+        ]
+    )
+
+
+WEIRD_IDS: tuple[Any, ...] = (
+    True,
+    False,
+    1.5,
+    1.0,
+    [1],
+    {"a": 1},
+    "\ud800",
+    "a\udfffb",
+    "x" * 100_000,
+    2**64,
+    -(10**30),
+    10**5000,
+    "\u00e9\U0001f680",
+    "",
+    0,
+)
+
+
+BAD_STATUSES: tuple[Any, ...] = (0, -1, 99, 600, 10**30, "200", True, 200.0)
+
+
+def _deep(levels: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for n in range(levels):
+        value = [value] if n % 2 else {"d": value}
+    return value
+
+
+def _weird(rng: random.Random) -> Any:
+    return rng.choice(
+        [
+            float("inf"),
+            float("-inf"),
+            float("nan"),
+            "\ud800",
+            "ok\udc00",
+            "y" * rng.choice([1000, 300_000]),
+            _deep(rng.choice([62, 63, 64, 65, 200, 5000, 30_000])),
+            10**5000,
+            {"nested": [float("nan")]},
+            2**63,
+        ]
+    )
+
+
+def _wrong_type(rng: random.Random) -> Any:
+    return rng.choice([0, -1, "", "x", [], {}, None, True, 1.5, [[]], {"": None}, "\ud800", float("nan")])
+
+
+def _arguments(rng: random.Random, tool: str) -> dict[str, Any]:
+    by_tool: dict[str, dict[str, Any]] = {
+        "orders___get_order_tool": {"order_id": "42"},
+        "orders___list_my_orders": {"status": "pending", "limit": 3},
+        "orders___update_order": {"order_id": "42", "status": rng.choice(["shipped", "lost"])},
+        "db___run_query": {"database": rng.choice(["sales", "hr"]), "query": "select 1"},
+    }
+    valid = by_tool.get(tool, {"q": "x"})
+    if rng.random() < 0.2:
+        valid = {**valid, rng.choice(["extra", "n", "\u00fc"]): rng.choice([1, "v", None, 2.5, [1]])}
+    return valid
+
+
+def _params(rng: random.Random, method: str) -> dict[str, Any] | None:
+    if method == "tools/call":
+        tool = rng.choice([*TOOLS, *TOOLS, SEARCH_TOOL, "payroll___pay", "orders"])
+        return {"name": tool, "arguments": _arguments(rng, tool)}
+    by_method: dict[str, dict[str, Any]] = {
+        "tools/list": rng.choice([{}, {"cursor": "c-1"}]),
+        "initialize": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "c"}},
+        "prompts/get": {"name": "greet", "arguments": {"who": "bob"}},
+        "resources/read": {"uri": "file:///etc/hosts"},
+        "completion/complete": {
+            "ref": {"type": "ref/prompt", "name": "greet"},
+            "argument": {"name": "a", "value": "b"},
+        },
+    }
+    return by_method.get(method, rng.choice([None, {}, {"x": 1}]))
+
+
+def _spoof(rng: random.Random, params: dict[str, Any]) -> None:
+    """Caller-sent identity under reserved names, in any case, in the arguments and `_meta`."""
+    for _ in range(rng.randint(1, 3)):
+        if rng.random() < 0.6:
+            arguments = params.setdefault("arguments", {})
+            if isinstance(arguments, dict):
+                arguments[rng.choice(RESERVED_SPELLINGS)] = rng.choice([SPOOF, [SPOOF], {"u": SPOOF}])
+        else:
+            meta = params.setdefault("_meta", {})
+            name = rng.choice([*RESERVED_SPELLINGS, *META_IDENTITY_SPELLINGS])
+            meta[name] = {"user": SPOOF, "roles": ["order-admin"]}
+
+
+def _method(rng: random.Random) -> Any:
+    roll = rng.random()
+    if roll < 0.5:
+        return "tools/call"
+    if roll < 0.6:
+        return "tools/list"
+    if roll < 0.8:
+        return rng.choice(sorted(METHODS))
+    if roll < 0.95:
+        return _lookalike(rng, rng.choice(["tools/call", "tools/list", "initialize", "notifications/initialized"]))
+    return rng.choice(["x-vendor/thing", "", None, 7, ["tools/call"], "tools/call" * 30_000])
+
+
+def _body(rng: random.Random, method: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if not (isinstance(method, str) and method.startswith("notifications/")) or rng.random() < 0.1:
+        body["id"] = rng.choice(WEIRD_IDS) if rng.random() < 0.08 else rng.choice([1, 7, 2**40, "call-7", "q"])
+    params = _params(rng, method) if isinstance(method, str) else None
+    if params is not None:
+        if rng.random() < 0.3:
+            params["_meta"] = {"progressToken": 1, "io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+        if rng.random() < 0.35:
+            _spoof(rng, params)
+        if rng.random() < 0.08:
+            target = params["arguments"] if isinstance(params.get("arguments"), dict) else params
+            target[rng.choice(["w", "order_id", "_meta"])] = _weird(rng)
+        body["params"] = params
+    return body
+
+
+def _headers(rng: random.Random, tokens: Tokens) -> Any:
+    roll = rng.random()
+    if roll < 0.7:
+        token = rng.choice(list(tokens.valid.values()))
+    elif roll < 0.85:
+        token = rng.choice(tokens.invalid)
+    else:
+        valid = list(tokens.valid.values())
+        token = _mutate_token(rng, rng.choice(valid), rng.choice(valid))
+    headers: dict[str, Any] = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": "session-1"}
+    if rng.random() < 0.25:
+        name = rng.choice(["authorization", "AUTHORIZATION", "aUtHoRiZaTiOn", "Authorization "])
+        mutation = rng.choice(["rename", "duplicate", "scheme", "value", "session", "drop", "whitespace"])
+        if mutation == "rename":
+            headers[name] = headers.pop("Authorization")
+        elif mutation == "duplicate":
+            headers[name] = headers["Authorization"]
+        elif mutation == "scheme":
+            headers["Authorization"] = rng.choice(["bearer ", "BEARER ", "Basic ", "Bearer", ""]) + token
+        elif mutation == "value":
+            headers["Authorization"] = rng.choice([0, None, [f"Bearer {token}"], {"v": token}, True])
+        elif mutation == "session":
+            headers["Mcp-Session-Id"] = rng.choice(["\ud800", "s p", "z" * 300_000, 5, "\u00e9"])
+        elif mutation == "drop":
+            del headers["Authorization"]
+        else:
+            headers["Authorization"] = f"  Bearer\t{token}  "
+    if rng.random() < 0.04:
+        return rng.choice([0, [], "", None, [["Authorization", token]], "MISSING"])
+    return headers
+
+
+def _response_body(rng: random.Random, body: dict[str, Any]) -> Any:
+    rpc_id = body.get("id")
+    names = rng.sample([*TOOLS, "payroll___pay", "x" * 2000, SEARCH_TOOL], rng.randint(0, 5))
+    tools: list[Any] = [{"name": n, "inputSchema": {"type": "object"}} for n in names]
+    if rng.random() < 0.1:
+        tools.append(rng.choice([{"name": 5}, "orders___get_order_tool", {}, None]))
+    params = body.get("params")
+    if body.get("method") == "tools/call" and isinstance(params, dict) and params.get("name") == SEARCH_TOOL:
+        result: Any = {"content": [{"type": "text", "text": json.dumps({"tools": tools})}]}
+    elif body.get("method") == "tools/list":
+        result = {"tools": tools, "nextCursor": "n"}
+    else:
+        result = {"content": [{"type": "text", "text": "done"}]}
+    roll = rng.random()
+    if "id" not in body and roll < 0.5:
+        return None
+    if roll < 0.08:
+        return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": -32603, "message": "target failed"}}
+    answer: Any = {"jsonrpc": "2.0", "id": rpc_id, "result": result}
+    if roll < 0.16:
+        answer["result"]["w"] = _weird(rng)
+    elif roll < 0.2:
+        answer = _text(answer)
+    elif roll < 0.22:
+        answer = rng.choice(["not json", "[" * 30_000 + "]" * 30_000, [answer], 5])
+    return answer
+
+
+def _text(value: Any) -> Any:
+    """`value` as JSON text, or `value` itself when JSON text cannot hold it (too deep, too long an integer)."""
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return value
+
+
+def _string_body(rng: random.Random, body: dict[str, Any]) -> Any:
+    """The body as the JSON text some gateways send, now and then with non-strict or deeply nested text."""
+    text = _text(body)
+    if not isinstance(text, str):
+        return body
+    if rng.random() < 0.5:
+        return text
+    return rng.choice(
+        [
+            text.replace('"2.0"', '"2.0", "n": NaN', 1),
+            text.replace('"2.0"', '"2.0", "n": -Infinity', 1),
+            text.replace('"2.0"', '"2.0", "n": 1e400', 1),
+            text.replace('"2.0"', '"2.0", "n": ' + "[" * 20_000 + "]" * 20_000, 1),
+            text[: rng.randrange(len(text))],
+            f"[{text}]",
+        ]
+    )
+
+
+def _mutate_structure(rng: random.Random, event: Any) -> Any:
+    """Drop a key or give it a value of the wrong type somewhere in the envelope (not deep in payloads)."""
+    if rng.random() < 0.05:
+        return _wrong_type(rng)
+    spots: list[tuple[dict[str, Any], str]] = []
+    stack: list[tuple[Any, int]] = [(event, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict) and depth < 5:
+            for key, child in list(node.items())[:20]:
+                spots.append((node, key))
+                stack.append((child, depth + 1))
+    if spots:
+        parent, key = rng.choice(spots)
+        if rng.random() < 0.4:
+            del parent[key]
+        else:
+            parent[key] = _wrong_type(rng)
+    return event
+
+
+def make_event(rng: random.Random, tokens: Tokens) -> Any:
+    """One fuzzed interceptor event (a REQUEST, or with 25% chance a RESPONSE)."""
+    body = _body(rng, _method(rng))
+    headers = _headers(rng, tokens)
+    gateway_request: dict[str, Any] = {"path": "/mcp", "httpMethod": "POST"}
+    if headers != "MISSING":
+        gateway_request["headers"] = headers
+    gateway_request["body"] = _string_body(rng, body) if rng.random() < 0.15 else body
+    event: Any = {"interceptorInputVersion": "1.0", "mcp": {"gatewayRequest": gateway_request}}
+    if rng.random() < 0.25:
+        status = rng.choice([200, 202, 500, 100, 599, None]) if rng.random() < 0.85 else rng.choice(BAD_STATUSES)
+        response: Any = {"statusCode": status, "headers": {}, "body": _response_body(rng, body)}
+        if status is None:
+            del response["statusCode"]
+        event["mcp"]["gatewayResponse"] = response if rng.random() > 0.03 else rng.choice([[], "", 0, True])
+    if rng.random() < 0.1:
+        event = _mutate_structure(rng, event)
+    return event
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# invariants (computed independently of the code under test: the oracle must not share its bugs)
+
+
+def _part(event: Any, name: str) -> Any:
+    """`event["mcp"][name]`, or None when the envelope does not lead there."""
+    mcp = event.get("mcp") if isinstance(event, dict) else None
+    return mcp.get(name) if isinstance(mcp, dict) else None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def readable_id(event: Any) -> Any:
+    """The JSON-RPC id an answer must echo: the body's id when the body can be read strictly and the id is a
+    string or integer that can be written back; otherwise None."""
+    request = _part(event, "gatewayRequest")
+    body = request.get("body") if isinstance(request, dict) else None
+    if isinstance(body, str):
+        try:
+            body = json.loads(body, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            return None
+    rpc_id = body.get("id") if isinstance(body, dict) else None
+    if isinstance(rpc_id, bool) or not isinstance(rpc_id, str | int) or not _strict(rpc_id):
+        return None
+    return rpc_id
+
+
+def authentic_user(event: Any, tokens: Tokens) -> str | None:
+    """The user whose valid, unmodified token is the event's one bearer credential (None: no such token)."""
+    request = _part(event, "gatewayRequest")
+    headers = request.get("headers") if isinstance(request, dict) else None
+    if not isinstance(headers, dict):
+        return None
+    values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization"]
+    if len(values) != 1 or not isinstance(values[0], str):
+        return None
+    parts = values[0].split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return tokens.user_of(parts[1])
+
+
+def _strict(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        return False
+    return True
+
+
+def _token_material(event: Any, tokens: Tokens) -> list[str]:
+    """The token and signature texts of this event's headers, plus every valid token's: never to be echoed."""
+    needles = [t for valid in tokens.valid.values() for t in (valid, valid.split(".")[2])]
+    request = _part(event, "gatewayRequest")
+    headers = request.get("headers") if isinstance(request, dict) else None
+    for value in headers.values() if isinstance(headers, dict) else ():
+        for part in value.split() if isinstance(value, str) else ():
+            needles.extend(p for p in (part, part.rsplit(".", 1)[-1]) if len(p) >= 20 and "." in part)
+    return needles
+
+
+def _is_response_phase(event: Any) -> bool:
+    return _part(event, "gatewayResponse") is not None
+
+
+def _request_method(event: Any) -> Any:
+    request = _part(event, "gatewayRequest")
+    body = request.get("body") if isinstance(request, dict) else None
+    return body.get("method") if isinstance(body, dict) else None
+
+
+def _shape(out: Any, response_phase: bool, bare_ok: bool) -> tuple[str, Any] | str:
+    """(kind, inner) of a well-formed output, or what is wrong with it; `bare_ok`: the event is the bodiless
+    RESPONSE to a notification, the one case for the bare `{"interceptorOutputVersion": "1.0"}`."""
+    if not isinstance(out, dict) or out.get("interceptorOutputVersion") != "1.0":
+        return "no interceptorOutputVersion 1.0"
+    keys = set(out) - {"interceptorOutputVersion"}
+    if not keys:
+        return ("bare", None) if bare_ok else "bare output for an event that needs an answer"
+    if len(keys) != 1 or not keys <= {"mcp", "http"} or not isinstance(out[next(iter(keys))], dict):
+        return f"top-level keys {sorted(keys)}"
+    inner = out[next(iter(keys))]
+    if set(inner) == {"transformedGatewayRequest"}:
+        forward = inner["transformedGatewayRequest"]
+        if response_phase or not isinstance(forward, dict) or not {"body"} <= set(forward) <= {"body", "headers"}:
+            return "malformed or misplaced transformedGatewayRequest"
+        headers = forward.get("headers", {})
+        if not isinstance(headers, dict) or any(str(k).lower() == "authorization" for k in headers):
+            return "forwarded headers are not an object without Authorization"
+        if not isinstance(forward["body"], dict):
+            return "forwarded body is not an object"
+        return "forward", forward["body"]
+    if set(inner) != {"transformedGatewayResponse"}:
+        return f"inner keys {sorted(inner)}"
+    answer = inner["transformedGatewayResponse"]
+    if not isinstance(answer, dict) or set(answer) != {"statusCode", "body"}:
+        return "transformedGatewayResponse is not exactly statusCode and body"
+    status = answer["statusCode"]
+    if type(status) is not int or not 100 <= status <= 599:
+        return "statusCode is not an integer in 100-599"
+    return "answer", answer["body"]
+
+
+def _ours(body: Any) -> bool:
+    """An answer the interceptor wrote (its texts end with the reason code)."""
+    if not isinstance(body, dict):
+        return False
+    error, result = body.get("error"), body.get("result")
+    if isinstance(error, dict):
+        return "(reason: " in str(error.get("message"))
+    return isinstance(result, dict) and result.get("isError") is True and "(reason: " in json.dumps(result)
+
+
+def _reserved_problems(body: dict[str, Any], user: str | None, tokens: Tokens) -> list[str]:
+    problems = []
+    if SPOOF in json.dumps(body, ensure_ascii=False):
+        problems.append("a caller-sent identity value was forwarded")
+    params = body.get("params")
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    for name in arguments if isinstance(arguments, dict) else ():
+        if name.casefold().startswith("_teleport_") and not (body.get("method") == "tools/call" and name in STAMPED):
+            problems.append("a reserved argument name was forwarded")
+    if body.get("method") == "tools/call" and isinstance(arguments, dict):
+        stamped = (arguments.get("_teleport_user"), arguments.get("_teleport_roles"))
+        if user is None or stamped != (user, tokens.roles[user]):
+            problems.append("the stamped identity is not the verified one")
+    if isinstance(meta, dict) and any(name.casefold().startswith("_teleport_") for name in meta):
+        problems.append("a reserved _meta name was forwarded")
+    return problems
+
+
+def check(
+    event: Any, out: Any, audit: list[str], logs: list[str], tokens: Tokens, rpc_id: Any, user: str | None
+) -> list[str]:
+    """Every invariant on one answer; `rpc_id` and `user` are computed from the event before it was handled."""
+    problems: list[str] = []
+    response_phase = _is_response_phase(event)
+    gateway_response = _part(event, "gatewayResponse")
+    bare_ok = isinstance(gateway_response, dict) and gateway_response.get("body") is None
+    shape = _shape(out, response_phase, bare_ok)
+    if isinstance(shape, str):
+        return [f"shape: {shape}"]
+    kind, inner = shape
+    if not _strict(out):
+        problems.append("strict-json: the answer is not strict JSON in UTF-8")
+    if kind == "forward":
+        if user is None:
+            problems.append("forward-without-token: forwarded without the valid unmodified token")
+        problems.extend(f"reserved: {p}" for p in _reserved_problems(inner, user, tokens))
+    if kind == "answer" and _ours(inner) and inner.get("id") != rpc_id:
+        problems.append("id-echo: the answer does not echo the readable id (or echoes an unreadable one)")
+    if kind == "answer" and response_phase and user is None and _request_method(event) == "tools/list":
+        result = inner.get("result") if isinstance(inner, dict) else None
+        if isinstance(result, dict) and result.get("tools"):
+            problems.append("forward-without-token: a tool list reached a caller without a valid token")
+    text = json.dumps(out, ensure_ascii=False, default=str)
+    for needle in _token_material(event, tokens):
+        if any(needle in t for t in (text, *audit, *logs)):
+            problems.append("token-leak: token material in the answer or the logs")
+            break
+    problems.extend(_audit_problems(audit))
+    return problems
+
+
+def _audit_problems(audit: list[str]) -> list[str]:
+    if len(audit) != 1:
+        return [f"audit: {len(audit)} audit records for one event"]
+    line = audit[0]
+    if len(line.encode("utf-8", "replace")) > CLOUDWATCH_EVENT_BYTES:
+        return ["audit: the audit line exceeds a CloudWatch event"]
+    try:
+        record = json.loads(line)["audit"]
+        line.encode("utf-8")
+    except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+        return ["audit: the audit line is not one JSON object in UTF-8"]
+    return [] if record.get("reason") in OUTCOMES else ["audit: the record has no known reason"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# runs
+
+
+@dataclass
+class Report:
+    """What one run did: events, seconds, answers by audit reason, violations (event number, invariant)."""
+
+    events: int = 0
+    seconds: float = 0.0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    forwarded: int = 0
+    violations: list[tuple[int, str]] = field(default_factory=list)
+
+
+def run(events: int, seed: int, progress: Callable[[int], None] | None = None) -> Report:
+    """Fuzz `events` events from `seed` through a freshly built handler; returns the report."""
+    rng = random.Random(seed)
+    issuer = Issuer(ISSUER, AUDIENCE)
+    tokens = Tokens.mint(issuer)
+    env = {"TELEPORT_ISSUER": ISSUER, "TELEPORT_AUDIENCE": AUDIENCE, "TELEPORT_JWKS": json.dumps(issuer.jwks())}
+    report = Report()
+    started = time.perf_counter()
+    with captured(env) as (interceptor, capture):
+        capture.take()
+        for n in range(1, events + 1):
+            event = make_event(rng, tokens)
+            rpc_id, user = readable_id(event), authentic_user(event, tokens)
+            try:
+                out = interceptor.handle(event, f"fuzz-{n}")
+            except Exception as exc:  # an invariant violation in itself: the handler must never raise
+                report.violations.append((n, f"exception: {type(exc).__name__}"))
+                capture.take()
+                continue
+            audit, logs = capture.take()
+            report.violations.extend((n, p) for p in check(event, out, audit, logs, tokens, rpc_id, user))
+            report.forwarded += "transformedGatewayRequest" in out.get("mcp", {})
+            for line in audit[:1]:
+                report.outcomes[str(json.loads(line)["audit"].get("reason"))] += 1
+            if progress is not None and n % 10_000 == 0:
+                progress(n)
+    report.events, report.seconds = events, time.perf_counter() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000, help="events to send (default 100000)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    args = parser.parse_args(argv)
+    report = run(args.events, args.seed, lambda n: print(f"  {n} events", file=sys.stderr, flush=True))
+    rate = report.events / report.seconds if report.seconds else 0.0
+    print(f"fuzz: {report.events} events, seed {args.seed}, {report.seconds:.1f} s ({rate:.0f} events/s)")
+    print(
+        f"forwarded: {report.forwarded}; outcomes: " + ", ".join(f"{k} {v}" for k, v in report.outcomes.most_common())
+    )
+    for n, violation in report.violations[:50]:
+        print(f"  event {n}: {violation}")
+    print(f"violations: {len(report.violations)}")
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

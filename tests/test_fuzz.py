@@ -1,0 +1,186 @@
+"""A bounded, seeded fuzz run of the handler in every `make test` (`make fuzz` runs a long one), and proof that
+its invariant checks catch what they are meant to catch."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import random
+from typing import Any
+
+import pytest
+
+from devtools import fuzz
+from devtools.gateway import notification, request_event, response_event, rpc, tool_call
+from devtools.issuer import Issuer
+
+EVENTS = 2_000
+
+
+@pytest.fixture(scope="module")
+def tokens() -> fuzz.Tokens:
+    return fuzz.Tokens.mint(Issuer(fuzz.ISSUER, fuzz.AUDIENCE))
+
+
+def test_a_seeded_run_holds_every_invariant() -> None:
+    report = fuzz.run(EVENTS, seed=11)
+    assert report.violations == [], "\n".join(f"event {n}: {v}" for n, v in report.violations[:20])
+    assert report.events == EVENTS
+    assert sum(report.outcomes.values()) == EVENTS
+    # the run reached the paths that matter, not only refusals of garbage
+    assert report.forwarded >= EVENTS // 20
+    for reason in ("allowed", "policy_denied", "method_unknown", "method_not_covered", "request_malformed"):
+        assert report.outcomes[reason] >= 10, reason
+    for reason in ("token_malformed", "signature_invalid", "passthrough", "tools_filtered"):
+        assert report.outcomes[reason] >= 5, reason
+
+
+def test_the_same_seed_makes_the_same_events(tokens: fuzz.Tokens) -> None:
+    def events(seed: int) -> bytes:
+        rng = random.Random(seed)
+        return pickle.dumps([fuzz.make_event(rng, tokens) for _ in range(50)])  # NaN-proof equality
+
+    assert events(5) == events(5)
+    assert events(5) != events(6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the checks can fail
+
+
+def forward(body: dict[str, Any]) -> dict[str, Any]:
+    return {"interceptorOutputVersion": "1.0", "mcp": {"transformedGatewayRequest": {"body": body}}}
+
+
+def refusal(rpc_id: Any, status: int = 401) -> dict[str, Any]:
+    error = {"code": -32001, "message": "no (reason: token_missing)"}
+    body = {"jsonrpc": "2.0", "id": rpc_id, "error": error}
+    return {
+        "interceptorOutputVersion": "1.0",
+        "mcp": {"transformedGatewayResponse": {"statusCode": status, "body": body}},
+    }
+
+
+AUDIT = [json.dumps({"message": "audit", "audit": {"reason": "allowed"}})]
+
+
+def problems(event: Any, out: Any, tokens: fuzz.Tokens, audit: list[str] = AUDIT, logs: tuple[str, ...] = ()) -> str:
+    rpc_id, user = fuzz.readable_id(event), fuzz.authentic_user(event, tokens)
+    return "; ".join(fuzz.check(event, out, audit, list(logs), tokens, rpc_id, user))
+
+
+def test_a_clean_forward_passes(tokens: fuzz.Tokens) -> None:
+    body = tool_call("orders___get_order_tool", {"order_id": "1"})
+    event = request_event(body, tokens.valid["alice"])
+    stamped = copy.deepcopy(body)
+    stamped["params"]["arguments"].update(_teleport_user="alice", _teleport_roles=["developer"])
+    assert problems(event, forward(stamped), tokens) == ""
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [(None, "forward-without-token"), ("invalid", "forward-without-token"), ("alice", "")],
+)
+def test_a_forward_needs_the_valid_unmodified_token(tokens: fuzz.Tokens, token: str | None, expected: str) -> None:
+    credential = {"alice": tokens.valid["alice"], "invalid": tokens.valid["alice"] + "=", None: None}[token]
+    event = request_event(rpc("tools/list"), credential)
+    assert expected in problems(event, forward(rpc("tools/list")), tokens)
+    assert bool(problems(event, forward(rpc("tools/list")), tokens)) == bool(expected)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"_teleport_user": "alice", "_teleport_roles": ["developer"], "_Teleport_X": 1},
+        {"_teleport_user": "carol", "_teleport_roles": ["developer"]},
+        {"_teleport_user": "alice", "_teleport_roles": ["developer"], "note": "mallory"},
+        {},
+    ],
+    ids=["extra-reserved", "wrong-user", "spoofed-value", "unstamped"],
+)
+def test_reserved_names_and_identity_are_checked(tokens: fuzz.Tokens, arguments: dict[str, Any]) -> None:
+    event = request_event(tool_call("orders___get_order_tool"), tokens.valid["alice"])
+    assert "reserved:" in problems(event, forward(tool_call("orders___get_order_tool", arguments)), tokens)
+
+
+def test_reserved_meta_names_are_checked(tokens: fuzz.Tokens) -> None:
+    body = rpc("tools/list", {"_meta": {"_TELEPORT_USER": "x"}})
+    assert "reserved _meta" in problems(request_event(body, tokens.valid["alice"]), forward(body), tokens)
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        ({"mcp": {}}, "shape"),
+        ({"interceptorOutputVersion": "1.0"}, "shape: bare output for an event that needs an answer"),
+        (refusal(1, status=600), "shape: statusCode"),
+        (refusal(1, status=True), "shape: statusCode"),
+        ({**refusal(1), "mcp": {"transformedGatewayResponse": {"statusCode": 401}}}, "shape"),
+        ({**forward(rpc("ping")), "http": {}}, "shape"),
+        (refusal(float("nan")), "strict-json"),
+        (refusal("\ud800"), "strict-json"),
+        (refusal(2), "id-echo"),
+        (refusal(None), "id-echo"),
+    ],
+    ids=["no-version", "bare", "status-600", "status-bool", "no-body", "two-kinds", "nan", "surrogate", "id", "null"],
+)
+def test_shape_strictness_and_id_are_checked(tokens: fuzz.Tokens, out: Any, expected: str) -> None:
+    assert expected in problems(request_event(rpc("ping", rpc_id=1)), out, tokens)
+
+
+def test_the_bare_output_is_only_for_a_bodiless_response(tokens: fuzz.Tokens) -> None:
+    bodiless = response_event(request_event(notification(), tokens.valid["alice"]), None)
+    assert problems(bodiless, {"interceptorOutputVersion": "1.0"}, tokens) == ""
+    with_body = response_event(request_event(rpc("ping"), tokens.valid["alice"]), {"jsonrpc": "2.0", "id": 1})
+    assert "shape: bare" in problems(with_body, {"interceptorOutputVersion": "1.0"}, tokens)
+
+
+def test_an_unreadable_id_must_be_answered_with_null(tokens: fuzz.Tokens) -> None:
+    event = request_event(rpc("ping", rpc_id=1.5))
+    assert problems(event, refusal(None), tokens) == ""
+    assert "id-echo" in problems(event, refusal(1.5), tokens)
+
+
+def test_token_material_is_checked_everywhere(tokens: fuzz.Tokens) -> None:
+    token = tokens.valid["carol"]
+    event = request_event(rpc("ping", rpc_id=1), token)
+    signature = token.split(".")[2]
+    leaky = refusal(1)
+    leaky["mcp"]["transformedGatewayResponse"]["body"]["error"]["message"] += signature
+    assert "token-leak" in problems(event, leaky, tokens)
+    assert "token-leak" in problems(event, refusal(1), tokens, logs=(f"oops {token}",))
+    line = json.dumps({"message": "audit", "audit": {"reason": "allowed", "detail": signature}})
+    assert "token-leak" in problems(event, refusal(1), tokens, audit=[line])
+
+
+@pytest.mark.parametrize(
+    ("audit", "expected"),
+    [
+        ([], "0 audit records"),
+        (AUDIT * 2, "2 audit records"),
+        (["not json"], "not one JSON object"),
+        ([json.dumps({"audit": {"reason": "because"}})], "no known reason"),
+        ([json.dumps({"audit": {"reason": "allowed", "method": "m" * 300_000}})], "exceeds a CloudWatch event"),
+    ],
+    ids=["none", "two", "not-json", "unknown-reason", "too-big"],
+)
+def test_one_audit_record_per_event_is_checked(tokens: fuzz.Tokens, audit: list[str], expected: str) -> None:
+    assert expected in problems(request_event(rpc("ping", rpc_id=1)), refusal(1), tokens, audit=audit)
+
+
+def test_an_exception_is_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Raising:
+        def handle(self, event: Any, request_id: str | None = None) -> Any:
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(fuzz, "build", lambda env, auditor: Raising())
+    report = fuzz.run(3, seed=1)
+    assert report.violations == [(n, "exception: RuntimeError") for n in (1, 2, 3)]
+
+
+def test_main_reports_and_exits_zero_on_a_clean_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fuzz.main(["--events", "50", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "fuzz: 50 events, seed 3" in out
+    assert out.rstrip().endswith("violations: 0")
