@@ -3,9 +3,10 @@
 The handler is built as the Lambda builds it (`wiring.build`, with the pinned JWKS of a development key), then
 fed mutated REQUEST and RESPONSE events: structure (keys dropped or given wrong types), tokens (truncated,
 padded, segments swapped, `alg: none`, other keys), headers (case, duplicates, non-strings), ids, method
-look-alikes, arguments (reserved names in any case, non-finite numbers, deep nesting, huge strings). Every
-answer is checked against the invariants the gateway and the security model depend on (`check`). Violations
-are printed without token material; the exit status is 1 when there is any.
+look-alikes, arguments (reserved names in any case, non-finite numbers, deep nesting, huge strings), MCP
+2026-07-28 requests with their `Mcp-*` headers (right, wrong, missing, repeated, encoded) and upstream caching
+hints. Every answer is checked against the invariants the gateway and the security model depend on (`check`).
+Violations are printed without token material; the exit status is 1 when there is any.
 
     python -m devtools.fuzz [--events 100000] [--seed 1]
 """
@@ -13,6 +14,7 @@ are printed without token material; the exit status is 1 when there is any.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import random
@@ -45,6 +47,17 @@ SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
 USERS = (("alice", ["developer"], None), ("carol", ["order-admin"], None), ("dana", ["db-reader"], ["sales"]))
 RESERVED_SPELLINGS = ("_teleport_user", "_TELEPORT_USER", "_Teleport_Roles", "_teleport_aws_session", "_teleport_")
 META_IDENTITY_SPELLINGS = ("sh.teleport/identity", "SH.TELEPORT/IDENTITY", "Sh.Teleport/Identity")
+V2026 = "2026-07-28"
+VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+LEGACY_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+NAMED_BY = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+MAX_FILTERED_TTL_MS = 60_000
+UPSTREAM_HINTS: tuple[dict[str, Any], ...] = (
+    {},
+    {"ttlMs": 300_000, "cacheScope": "public"},
+    {"resultType": "complete", "ttlMs": 5, "cacheScope": "public"},
+    {"ttlMs": -1, "cacheScope": "private"},
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -289,7 +302,7 @@ def _body(rng: random.Random, method: Any) -> dict[str, Any]:
     params = _params(rng, method) if isinstance(method, str) else None
     if params is not None:
         if rng.random() < 0.3:
-            params["_meta"] = {"progressToken": 1, "io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+            params["_meta"] = {"progressToken": 1, VERSION_KEY: V2026}
         if rng.random() < 0.35:
             _spoof(rng, params)
         if rng.random() < 0.08:
@@ -331,6 +344,39 @@ def _headers(rng: random.Random, tokens: Tokens) -> Any:
     return headers
 
 
+def _mcp_headers(rng: random.Random, body: dict[str, Any]) -> dict[str, Any]:
+    """The MCP headers a client of the body's era sends, now and then wrong (another method or name, one missing,
+    one repeated in another case, an invalid encoding) or validly base64-encoded."""
+    method, params = body.get("method"), body.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if (
+        not isinstance(method, str)
+        or not isinstance(params, dict)
+        or not isinstance(meta, dict)
+        or VERSION_KEY not in meta
+    ):
+        return {"MCP-Protocol-Version": rng.choice(LEGACY_VERSIONS)} if rng.random() < 0.3 else {}
+    headers: dict[str, Any] = {"MCP-Protocol-Version": V2026, "Mcp-Method": method}
+    name = params.get(NAMED_BY.get(method, ""))
+    if isinstance(name, str):
+        headers["Mcp-Name"] = name
+    mutation = rng.choice(["none"] * 6 + ["method", "name", "drop", "repeat", "base64", "param", "bad-param"])
+    if mutation == "method":
+        headers["Mcp-Method"] = rng.choice(["tools/list", "tools/call", method.upper()])
+    elif mutation == "name":
+        headers["Mcp-Name"] = rng.choice(TOOLS)
+    elif mutation == "drop":
+        del headers[rng.choice(sorted(headers))]
+    elif mutation == "repeat":
+        key = rng.choice(sorted(headers))
+        headers[key.lower()] = headers[key]
+    elif mutation == "base64" and isinstance(name, str):
+        headers["Mcp-Name"] = f"=?base64?{base64.b64encode(name.encode()).decode()}?="
+    elif mutation in ("param", "bad-param"):
+        headers["Mcp-Param-Region"] = "eu" if mutation == "param" else "=?base64?%?="
+    return headers
+
+
 def _response_body(rng: random.Random, body: dict[str, Any]) -> Any:
     rpc_id = body.get("id")
     names = rng.sample([*TOOLS, "payroll___pay", "x" * 2000, SEARCH_TOOL], rng.randint(0, 5))
@@ -339,9 +385,14 @@ def _response_body(rng: random.Random, body: dict[str, Any]) -> Any:
         tools.append(rng.choice([{"name": 5}, "orders___get_order_tool", {}, None]))
     params = body.get("params")
     if body.get("method") == "tools/call" and isinstance(params, dict) and params.get("name") == SEARCH_TOOL:
-        result: Any = {"content": [{"type": "text", "text": json.dumps({"tools": tools})}]}
+        result: Any = {
+            "content": [{"type": "text", "text": json.dumps({"tools": tools})}],
+            **rng.choice(UPSTREAM_HINTS),
+        }
+        if rng.random() < 0.1:
+            result = {"resultType": "input_required", "inputRequests": {"q": {}}, "requestState": "s"}
     elif body.get("method") == "tools/list":
-        result = {"tools": tools, "nextCursor": "n"}
+        result = {"tools": tools, "nextCursor": "n", **rng.choice(UPSTREAM_HINTS)}
     else:
         result = {"content": [{"type": "text", "text": "done"}]}
     roll = rng.random()
@@ -411,6 +462,8 @@ def make_event(rng: random.Random, tokens: Tokens) -> Any:
     """One fuzzed interceptor event (a REQUEST, or with 25% chance a RESPONSE)."""
     body = _body(rng, _method(rng))
     headers = _headers(rng, tokens)
+    if isinstance(headers, dict):
+        headers.update(_mcp_headers(rng, body))
     gateway_request: dict[str, Any] = {"path": "/mcp", "httpMethod": "POST"}
     if headers != "MISSING":
         gateway_request["headers"] = headers
@@ -495,10 +548,86 @@ def _is_response_phase(event: Any) -> bool:
     return _part(event, "gatewayResponse") is not None
 
 
-def _request_method(event: Any) -> Any:
+def _request_body(event: Any) -> dict[str, Any] | None:
+    """The request body as the interceptor must read it (JSON text parsed strictly), or None."""
     request = _part(event, "gatewayRequest")
     body = request.get("body") if isinstance(request, dict) else None
-    return body.get("method") if isinstance(body, dict) else None
+    if isinstance(body, str):
+        try:
+            body = json.loads(body, parse_constant=_no_constant)
+        except (ValueError, RecursionError):
+            return None
+    return body if isinstance(body, dict) else None
+
+
+def _request_method(event: Any) -> Any:
+    body = _request_body(event)
+    return body.get("method") if body is not None else None
+
+
+def _mcp_header_values(event: Any) -> dict[str, list[Any]]:
+    """The event's `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` values by lower-case name."""
+    request = _part(event, "gatewayRequest")
+    headers = request.get("headers") if isinstance(request, dict) else None
+    found: dict[str, list[Any]] = {}
+    for key, value in headers.items() if isinstance(headers, dict) else ():
+        if isinstance(key, str) and key.lower() in ("mcp-protocol-version", "mcp-method", "mcp-name"):
+            found.setdefault(key.lower(), []).append(value)
+    return found
+
+
+def _modern(event: Any) -> bool:
+    """A 2026-07-28 request: `_meta` carries the version, or (not `initialize`) the header names no legacy one."""
+    body = _request_body(event) or {}
+    params = body.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if body.get("method") == "initialize":
+        return False
+    if isinstance(meta, dict) and VERSION_KEY in meta:
+        return True
+    return any(v not in LEGACY_VERSIONS for v in _mcp_header_values(event).get("mcp-protocol-version", []))
+
+
+def _unsound_headers(event: Any) -> bool:
+    """Whether the event's MCP headers disagree with its body (so it must never be forwarded)."""
+    body = _request_body(event) or {}
+    method, params = body.get("method"), body.get("params")
+    named = params.get(NAMED_BY[method]) if isinstance(params, dict) and method in NAMED_BY else None
+    found = _mcp_header_values(event)
+    if any(len(values) != 1 or not isinstance(values[0], str) for values in found.values()):
+        return True
+    value = {name: _decoded(values[0]) for name, values in found.items()}
+    if "mcp-method" in value and value["mcp-method"] != method:
+        return True
+    return "mcp-name" in value and value["mcp-name"] != named
+
+
+def _decoded(value: str) -> str | None:
+    if value.startswith("=?base64?") and value.endswith("?="):
+        try:
+            return base64.b64decode(value[9:-2], validate=True).decode("utf-8")
+        except ValueError:
+            return None
+    return value
+
+
+def _result_problems(event: Any, inner: Any, response_phase: bool) -> list[str]:
+    """Results we write are valid in the request's era; a filtered list is never shareable."""
+    if not isinstance(inner, dict):
+        return []
+    result, modern = inner.get("result"), _modern(event)
+    if _ours(inner) and "error" in inner and "result" in inner:
+        return ["era: a JSON-RPC error carries a result"]
+    if _ours(inner) and isinstance(result, dict) and result.get("resultType") != ("complete" if modern else None):
+        return ["era: our tool result's resultType does not fit the request's protocol version"]
+    if response_phase and _request_method(event) == "tools/list" and isinstance(result, dict) and "tools" in result:
+        if not modern and ("cacheScope" in result or "ttlMs" in result):
+            return ["cache: a filtered legacy list carries caching hints"]
+        ttl = result.get("ttlMs")
+        private = result.get("cacheScope") == "private"
+        if modern and not (private and isinstance(ttl, int) and 0 <= ttl <= MAX_FILTERED_TTL_MS):
+            return ["cache: a filtered list is not private with a capped ttlMs"]
+    return []
 
 
 def _shape(out: Any, response_phase: bool, bare_ok: bool) -> tuple[str, Any] | str:
@@ -579,9 +708,13 @@ def check(
     if kind == "forward":
         if user is None:
             problems.append("forward-without-token: forwarded without the valid unmodified token")
+        if _unsound_headers(event):
+            problems.append("headers: forwarded although its MCP headers disagree with the body")
         problems.extend(f"reserved: {p}" for p in _reserved_problems(inner, user, tokens))
     if kind == "answer" and _ours(inner) and inner.get("id") != rpc_id:
         problems.append("id-echo: the answer does not echo the readable id (or echoes an unreadable one)")
+    if kind == "answer":
+        problems.extend(_result_problems(event, inner, response_phase))
     if kind == "answer" and response_phase and user is None and _request_method(event) == "tools/list":
         result = inner.get("result") if isinstance(inner, dict) else None
         if isinstance(result, dict) and result.get("tools"):

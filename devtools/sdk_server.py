@@ -59,7 +59,7 @@ def build() -> MCPServer:
     }
     # Its own tool list does not depend on the caller, so it may be public; the gateway's list, filtered per caller,
     # is not (the interceptor must mark that one private).
-    server = MCPServer("orders", cache_hints={"tools/list": CacheHint(ttl_ms=60_000, scope="public")})
+    server = MCPServer("orders", cache_hints={"tools/list": CacheHint(ttl_ms=300_000, scope="public")})
 
     def order_for(caller: Caller, order_id: str) -> dict[str, str]:
         order = orders.get(order_id)

@@ -263,12 +263,17 @@ def test_encodable_is_strict_json_in_utf8() -> None:
         assert not contract.encodable(value)
 
 
+# Codes JSON-RPC (-32700..-32603) and MCP (-32020 HeaderMismatch) define; anything else we emit must lie outside
+# the reserved -32768..-32000, whose -32000..-32019 new implementations must not use (-32001: the SDK's timeout).
+DEFINED_CODES = {-32700, -32600, -32601, -32602, -32603, -32020}
+
+
 def test_every_reason_has_an_explicit_status_and_json_rpc_code() -> None:
     assert set(ANSWERS) == set(Reason), "give every new reason its status and JSON-RPC code in reasons.ANSWERS"
     assert set(MESSAGES) == set(Reason)
     for reason, (status, code) in ANSWERS.items():
         assert 100 <= status <= 599, reason
-        assert code is None or -32768 <= code <= -32000, reason
+        assert code is None or code in DEFINED_CODES or not -32768 <= code <= -32000, reason
         assert (code is None) == (status == 200), reason  # only tool results (and `allowed`) carry no error code
 
 
@@ -276,7 +281,21 @@ def test_the_new_reasons_answer_as_documented() -> None:
     assert ANSWERS[Reason.METHOD_UNKNOWN] == (400, -32601)
     assert ANSWERS[Reason.METHOD_NOT_COVERED] == (403, -32601)
     assert ANSWERS[Reason.OUTPUT_INVALID] == (500, -32603)
-    assert ANSWERS[Reason.TOKEN_MALFORMED] == (401, -32001)  # unchanged for now
+    assert ANSWERS[Reason.HEADER_MISMATCH] == (400, -32020)
+
+
+def test_every_authentication_failure_is_a_401_with_our_stable_code() -> None:
+    unauthorized = {reason for reason, answer in ANSWERS.items() if answer.status == 401}
+    assert {Reason.TOKEN_MISSING, Reason.TOKEN_EXPIRED, Reason.CLAIMS_INVALID} <= unauthorized
+    assert {ANSWERS[reason].rpc_code for reason in unauthorized} == {-31001}
+    assert "-31001" in README.split("\n## Responses\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_our_own_tool_result_is_valid_in_the_requests_era() -> None:
+    legacy, modern = contract.tool_error(3, "no (reason: policy_denied)"), contract.tool_error(3, "no", modern=True)
+    assert legacy["result"] == {"content": [{"type": "text", "text": "no (reason: policy_denied)"}], "isError": True}
+    assert modern["result"] == {"content": [{"type": "text", "text": "no"}], "isError": True, "resultType": "complete"}
+    assert "resultType" not in contract.rpc_error(3, -32020, "x")
 
 
 def test_the_readme_lists_every_reason_code() -> None:

@@ -277,3 +277,185 @@ def test_a_padded_token_is_malformed(
 def test_the_unpadded_token_still_works(interceptor: Interceptor, token: str) -> None:
     sent = forwarded(interceptor.handle(request_event(tool_call(GET, {"order_id": "1"}), token)))
     assert sent["params"]["arguments"]["_teleport_user"] == "alice"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# issue 12: MCP 2026-07-28 per request (README "MCP versions")
+
+V26 = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": V26, "io.modelcontextprotocol/clientCapabilities": {}}
+UPDATE = "orders___update_order"  # alice (developer) may not call it
+
+
+def modern(method: str, params: dict[str, Any], rpc_id: Any = 1) -> tuple[dict[str, Any], dict[str, str]]:
+    """A 2026-07-28 request body and the headers a conforming client sends with it."""
+    headers = {"MCP-Protocol-Version": V26, "Mcp-Method": method}
+    if method == "tools/call":
+        headers["Mcp-Name"] = params["name"]
+    return rpc(method, {**params, "_meta": META}, rpc_id), headers
+
+
+def result_of(out: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    strict(out)
+    response = out["mcp"]["transformedGatewayResponse"]
+    assert response["statusCode"] == status, out
+    result: dict[str, Any] = response["body"]["result"]
+    return result
+
+
+@pytest.mark.parametrize("token_kind", ["valid", "none"])
+def test_a_header_mismatch_is_refused_before_the_token_and_policy(
+    interceptor: Interceptor, token: str, token_kind: str, audit_lines: Audit
+) -> None:
+    body, headers = modern("tools/call", {"name": GET, "arguments": {"order_id": "42"}}, rpc_id=40)
+    headers["Mcp-Name"] = UPDATE
+    out = interceptor.handle(request_event(body, token if token_kind == "valid" else None, headers))
+    error = answer(out, 400, 40, "header_mismatch")
+    assert error["code"] == -32020
+    assert UPDATE not in error["message"]  # header values are never echoed
+    [record] = audit_lines()
+    assert (record["reason"], record["forwarded"], record["user"], record["policy_ids"]) == (
+        "header_mismatch",
+        False,
+        None,
+        [],
+    )
+
+
+def test_a_header_mismatch_is_refused_on_the_response_phase_too(interceptor: Interceptor, token: str) -> None:
+    body, headers = modern("tools/list", {}, rpc_id=41)
+    headers["Mcp-Method"] = "tools/call"
+    listed = {"jsonrpc": "2.0", "id": 41, "result": {"tools": [{"name": GET}, {"name": UPDATE}]}}
+    answer(interceptor.handle(response_event(request_event(body, token, headers), listed)), 400, 41, "header_mismatch")
+
+
+def test_a_modern_request_without_any_headers_is_a_configuration_error(interceptor: Interceptor, token: str) -> None:
+    body, _ = modern("tools/call", {"name": GET, "arguments": {"order_id": "42"}}, rpc_id=42)
+    answer(interceptor.handle(request_event(body, token, with_headers=False)), 500, 42, "headers_missing")
+
+
+def test_a_modern_allowed_call_is_forwarded_with_its_meta_and_headers_untouched(
+    interceptor: Interceptor, token: str
+) -> None:
+    body, headers = modern("tools/call", {"name": GET, "arguments": {"order_id": "42"}})
+    out = interceptor.handle(request_event(body, token, headers))
+    sent = forwarded(out)
+    assert "headers" not in out["mcp"]["transformedGatewayRequest"]
+    assert sent["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] == V26
+    assert sent["params"]["name"] == GET  # what Mcp-Name says, so the target's own check agrees
+
+
+@pytest.mark.parametrize(
+    ("tool", "reason"), [(UPDATE, "policy_denied"), ("payroll___pay", "tool_unknown")], ids=["denied", "unknown"]
+)
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+def test_our_tool_result_carries_result_type_exactly_on_modern_requests(
+    interceptor: Interceptor, token: str, tool: str, reason: str, era: str
+) -> None:
+    params = {"name": tool, "arguments": {"order_id": "42", "status": "shipped"}}
+    body, headers = modern("tools/call", params) if era == "modern" else (rpc("tools/call", params), {})
+    result = result_of(interceptor.handle(request_event(body, token, headers)))
+    assert result["isError"] is True and f"(reason: {reason})" in result["content"][0]["text"]
+    assert result.get("resultType") == ("complete" if era == "modern" else None)
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+def test_authentication_failures_are_401_with_our_code_and_no_result(interceptor: Interceptor, era: str) -> None:
+    body, headers = modern("tools/list", {}, rpc_id=43) if era == "modern" else (rpc("tools/list", rpc_id=43), {})
+    out = interceptor.handle(request_event(body, "not-a-token", headers))
+    assert answer(out, 401, 43, "token_malformed")["code"] == -31001
+    assert "result" not in out["mcp"]["transformedGatewayResponse"]["body"]
+
+
+def list_response(token: str, era: str, result: dict[str, Any], method: str = "tools/list") -> dict[str, Any]:
+    params = {"name": "x_amz_bedrock_agentcore_search", "arguments": {"query": "q"}} if method == "tools/call" else {}
+    body, headers = modern(method, params, rpc_id=44) if era == "modern" else (rpc(method, params, rpc_id=44), {})
+    return response_event(request_event(body, token, headers), {"jsonrpc": "2.0", "id": 44, "result": result})
+
+
+PUBLIC = {"tools": [{"name": GET}, {"name": UPDATE}], "ttlMs": 600_000, "cacheScope": "public"}
+
+
+def test_a_modern_filtered_list_is_private_and_fresh_for_at_most_a_minute(interceptor: Interceptor, token: str) -> None:
+    result = result_of(interceptor.handle(list_response(token, "modern", {**PUBLIC, "resultType": "complete"})))
+    assert result == {"tools": [{"name": GET}], "resultType": "complete", "ttlMs": 60_000, "cacheScope": "private"}
+
+
+def test_a_legacy_filtered_list_loses_the_upstream_hints(interceptor: Interceptor, token: str) -> None:
+    assert result_of(interceptor.handle(list_response(token, "legacy", PUBLIC))) == {"tools": [{"name": GET}]}
+
+
+def test_log_only_returns_the_unfiltered_list_with_its_own_hints(
+    make_interceptor: Callable[..., Interceptor], token: str
+) -> None:
+    out = make_interceptor(ENFORCEMENT_MODE="log_only").handle(list_response(token, "modern", PUBLIC))
+    assert result_of(out) == PUBLIC  # the same list for everyone, so the target's hints still hold
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+def test_a_filtered_search_result_is_never_cacheable(interceptor: Interceptor, token: str, era: str) -> None:
+    search = {"structuredContent": {"tools": PUBLIC["tools"]}, "content": [], "ttlMs": 5, "cacheScope": "public"}
+    result = result_of(interceptor.handle(list_response(token, era, search, "tools/call")))
+    assert result["structuredContent"] == {"tools": [{"name": GET}]}
+    assert "ttlMs" not in result and "cacheScope" not in result
+    assert result.get("resultType") == ("complete" if era == "modern" else None)
+
+
+def test_an_input_required_answer_passes_through_unfiltered(
+    interceptor: Interceptor, token: str, audit_lines: Audit
+) -> None:
+    interim = {"resultType": "input_required", "inputRequests": {"q": {"method": "elicitation/create"}}}
+    event = list_response(token, "modern", {**interim, "requestState": "s"}, "tools/call")
+    assert result_of(interceptor.handle(event)) == {**interim, "requestState": "s"}
+    assert audit_lines()[-1]["reason"] == "passthrough"
+
+
+MRTR = {
+    "inputResponses": {"confirm": {"action": "accept", "content": {"confirm": True}}},
+    "requestState": "eyJzdGF0ZSI6MX0",
+}
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+def test_a_multi_round_trip_retry_is_authorized_and_stamped_like_any_call(
+    interceptor: Interceptor, token: str, era: str, audit_lines: Audit
+) -> None:
+    params = {"name": GET, "arguments": {"order_id": "42", "_teleport_user": "mallory"}, **MRTR}
+    body, headers = modern("tools/call", params, rpc_id=45) if era == "modern" else (rpc("tools/call", params, 45), {})
+    sent = forwarded(interceptor.handle(request_event(body, token, headers)))
+    assert sent["params"]["arguments"] == {
+        "order_id": "42",
+        "_teleport_user": "alice",
+        "_teleport_roles": ["developer"],
+    }
+    assert {k: sent["params"][k] for k in MRTR} == MRTR  # the round's answers and state reach the tool unchanged
+    assert audit_lines()[-1]["spoofed_arguments"] == ["_teleport_user"]
+    denied, headers = modern("tools/call", {"name": UPDATE, "arguments": {"order_id": "42"}, **MRTR}, rpc_id=46)
+    result = result_of(interceptor.handle(request_event(denied, token, headers)))
+    assert result["isError"] is True and result["resultType"] == "complete"
+
+
+TASKS = sorted(n for n in METHODS if n.startswith("tasks/"))
+
+
+@pytest.mark.parametrize("method", TASKS)
+def test_tasks_follow_the_method_table(interceptor: Interceptor, token: str, method: str) -> None:
+    params = {"taskId": "t-1", "arguments": {"_teleport_user": "mallory"}, **MRTR}
+    body, headers = (
+        modern(method, params, rpc_id=47) if V26 in METHODS[method].revisions else (rpc(method, params, 47), {})
+    )
+    sent = forwarded(interceptor.handle(request_event(body, token, headers)))
+    assert sent["params"]["arguments"] == {} and sent["params"]["taskId"] == "t-1"  # forwarded, reserved names out
+    answer(interceptor.handle(request_event(body, None, headers)), 401, 47, "token_missing")
+    result = {"taskId": "t-1", "status": "working", "resultType": "complete"}
+    passed = interceptor.handle(
+        response_event(request_event(body, token, headers), {"jsonrpc": "2.0", "id": 47, "result": result})
+    )
+    assert result_of(passed) == result  # not a list: no filter, no hints
+
+
+@pytest.mark.parametrize("method", [m for m in TASKS if V26 in METHODS[m].revisions])
+def test_modern_task_requests_are_header_checked(interceptor: Interceptor, token: str, method: str) -> None:
+    body, headers = modern(method, {"taskId": "t-1"}, rpc_id=48)
+    headers["Mcp-Method"] = "tools/call"
+    answer(interceptor.handle(request_event(body, token, headers)), 400, 48, "header_mismatch")

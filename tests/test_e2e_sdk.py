@@ -23,11 +23,11 @@ from mcp.client.session import ElicitationFnT
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ElicitRequestParams, ElicitResult
-from pydantic import ValidationError
 
 from devtools import agentcore, sdk_server
 from devtools.issuer import Issuer
 from interceptor.audit import Auditor
+from interceptor.protocol import MAX_FILTERED_TTL_MS
 from interceptor.wiring import build
 from policy_toolkit.schema import render
 from tool_identity import IDENTITY_META_KEY
@@ -205,15 +205,7 @@ def test_calls_route_to_the_target_their_name_prefixes(stack: Stack) -> None:
     run(scenario)
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        LEGACY,
-        pytest.param(
-            MODERN, marks=pytest.mark.xfail(strict=True, raises=ValidationError, reason="resultType not yet added")
-        ),
-    ],
-)
+@pytest.mark.parametrize("mode", MODES)
 def test_denial_is_a_result_the_client_can_read(stack: Stack, mode: str) -> None:
     async def scenario() -> None:
         async with connect(stack.url, stack.token(ALICE), mode) as client:
@@ -221,6 +213,7 @@ def test_denial_is_a_result_the_client_can_read(stack: Stack, mode: str) -> None
         assert result.is_error
         assert "Teleport user 'alice' may not call tool 'shop___update_order'" in text(result)
         assert "policy_denied" in text(result)
+        assert result.result_type == "complete"  # a 2026-07-28 client requires it; legacy reads absent as complete
 
     run(scenario)
 
@@ -271,16 +264,22 @@ def test_expired_token_is_refused_with_401_and_never_hangs(stack: Stack, mode: s
     with pytest.raises(MCPError) as refused:
         run(scenario)
     assert "token_expired" in refused.value.message
+    assert refused.value.code == -31001  # ours, not the SDK's -32001 (its local request timeout)
     assert [status for _, status in wire.answers] == [401]  # one refusal, no retry loop
 
 
-@pytest.mark.xfail(strict=True, reason="Mcp-Method/Mcp-Name header-body check not yet in the interceptor")
-def test_method_header_that_disagrees_with_the_body_is_refused(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("Mcp-Method", "tools/list"), ("Mcp-Name", "shop___update_order")],
+    ids=["method", "name"],
+)
+def test_method_header_that_disagrees_with_the_body_is_refused(stack: Stack, header: str, value: str) -> None:
     def tamper(request: httpx2.Request) -> None:
         if request.headers.get("mcp-method") == "tools/call":
-            request.headers["Mcp-Method"] = "tools/list"
+            request.headers[header] = value
 
     wire = Wire()
+    start = len(stack.audit)
 
     async def scenario() -> None:
         async with connect(stack.url, stack.token(CAROL), MODERN, wire, tamper=tamper) as client:
@@ -290,6 +289,8 @@ def test_method_header_that_disagrees_with_the_body_is_refused(stack: Stack) -> 
         run(scenario)
     assert refused.value.code == -32020  # HeaderMismatch
     assert wire.statuses("tools/call") and set(wire.statuses("tools/call")) == {400}  # also the SDK's one resend
+    calls = [r for r in stack.records(start) if r["method"] == "tools/call"]
+    assert calls and {(r["reason"], r.get("user")) for r in calls} == {("header_mismatch", None)}  # before the token
 
 
 def test_multi_round_trip_call_is_authorized_and_stamped_each_round(stack: Stack) -> None:
@@ -303,9 +304,9 @@ def test_multi_round_trip_call_is_authorized_and_stamped_each_round(stack: Stack
 
     async def scenario() -> None:
         async with connect(stack.url, stack.token(ALICE), MODERN, wire, elicit=confirm) as client:
-            done = payload(await client.call_tool("shop___cancel_order", {"order_id": "42"}))
+            done = payload(await client.call_tool("shop___cancel_order", {"order_id": "42", "_teleport_user": "carol"}))
         assert done["order"]["status"] == "cancelled"
-        assert done["caller"] == ALICE  # stamped into the retry: the client never sent an identity
+        assert done["caller"] == ALICE  # stamped into the retry: the client's spoof went with both rounds
 
     run(scenario)
     assert asked == ["Cancel order 42?"]
@@ -314,19 +315,20 @@ def test_multi_round_trip_call_is_authorized_and_stamped_each_round(stack: Stack
     assert "inputResponses" not in calls[0]
     assert {"inputResponses", "requestState"} <= set(calls[1])  # the retry as the spec shapes it
     decisions = [
-        (r["decision"], r["reason"])
+        (r["decision"], r["reason"], r["spoofed_arguments"])
         for r in stack.records(start)
         if r["phase"] == "REQUEST" and r["tool"] == "shop___cancel_order"
     ]
-    assert decisions == [("allow", "allowed"), ("allow", "allowed")]
+    assert decisions == [("allow", "allowed", ["_teleport_user"])] * 2  # each round authorized and cleaned
 
 
-@pytest.mark.xfail(strict=True, reason="filtered tool lists not yet marked cacheScope private")
 def test_filtered_list_is_private_even_when_the_target_says_public(stack: Stack) -> None:
     async def scenario() -> None:
         async with connect(stack.url, stack.token(ALICE), MODERN) as client:
             listed = await client.list_tools()
         assert listed.cache_scope == "private"  # the example target marks its own list public
+        assert listed.ttl_ms == MAX_FILTERED_TTL_MS  # the target's 5 minutes, capped
+        assert listed.result_type == "complete"
 
     run(scenario)
 

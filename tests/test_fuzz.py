@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import pickle
 import random
 from typing import Any
 
@@ -32,14 +31,35 @@ def test_a_seeded_run_holds_every_invariant() -> None:
     assert report.forwarded >= EVENTS // 20
     for reason in ("allowed", "policy_denied", "method_unknown", "method_not_covered", "request_malformed"):
         assert report.outcomes[reason] >= 10, reason
-    for reason in ("token_malformed", "signature_invalid", "passthrough", "tools_filtered"):
+    for reason in ("token_malformed", "signature_invalid", "passthrough", "tools_filtered", "header_mismatch"):
         assert report.outcomes[reason] >= 5, reason
 
 
+def fingerprint(value: Any) -> list[str]:
+    """`value` as a flat list of type-tagged tokens, walked without recursion (events nest 30,000 levels deep);
+    `repr` makes NaN equal to NaN (pickle, which did too, recurses)."""
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            out.append(f"dict{len(node)}")
+            for key, child in node.items():
+                out.append(repr(key))
+                stack.append(child)
+        elif isinstance(node, list):
+            out.append(f"list{len(node)}")
+            stack.extend(node)
+        else:
+            text = hex(node) if isinstance(node, int) else repr(node)  # hex: ints of 5,000 digits too
+            out.append(f"{type(node).__name__}:{text}")
+    return out
+
+
 def test_the_same_seed_makes_the_same_events(tokens: fuzz.Tokens) -> None:
-    def events(seed: int) -> bytes:
+    def events(seed: int) -> list[str]:
         rng = random.Random(seed)
-        return pickle.dumps([fuzz.make_event(rng, tokens) for _ in range(50)])  # NaN-proof equality
+        return fingerprint([fuzz.make_event(rng, tokens) for _ in range(50)])
 
     assert events(5) == events(5)
     assert events(5) != events(6)
@@ -54,7 +74,7 @@ def forward(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def refusal(rpc_id: Any, status: int = 401) -> dict[str, Any]:
-    error = {"code": -32001, "message": "no (reason: token_missing)"}
+    error = {"code": -31001, "message": "no (reason: token_missing)"}
     body = {"jsonrpc": "2.0", "id": rpc_id, "error": error}
     return {
         "interceptorOutputVersion": "1.0",
@@ -167,6 +187,74 @@ def test_token_material_is_checked_everywhere(tokens: fuzz.Tokens) -> None:
 )
 def test_one_audit_record_per_event_is_checked(tokens: fuzz.Tokens, audit: list[str], expected: str) -> None:
     assert expected in problems(request_event(rpc("ping", rpc_id=1)), refusal(1), tokens, audit=audit)
+
+
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}, ""),
+        ({"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call"}, "headers:"),
+        ({"MCP-Protocol-Version": "2026-07-28"}, ""),  # absent: nothing to route on, not refused
+        ({"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list", "mcp-method": "tools/list"}, "headers:"),
+        ({"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list", "Mcp-Name": "x"}, "headers:"),
+    ],
+    ids=["agree", "other-method", "missing", "repeated", "name-without-body-name"],
+)
+def test_a_forward_needs_headers_that_agree_with_the_body(
+    tokens: fuzz.Tokens, headers: dict[str, str], expected: str
+) -> None:
+    body = rpc("tools/list", {"_meta": MODERN_META})
+    event = request_event(body, tokens.valid["alice"], headers)
+    found = problems(event, forward(body), tokens)
+    assert expected in found and bool(found) == bool(expected)
+
+
+def denial(rpc_id: Any, result_type: str | None) -> dict[str, Any]:
+    result: dict[str, Any] = {"content": [{"type": "text", "text": "no (reason: policy_denied)"}], "isError": True}
+    if result_type is not None:
+        result["resultType"] = result_type
+    body = {"jsonrpc": "2.0", "id": rpc_id, "result": result}
+    return {"interceptorOutputVersion": "1.0", "mcp": {"transformedGatewayResponse": {"statusCode": 200, "body": body}}}
+
+
+@pytest.mark.parametrize(
+    ("modern", "result_type", "expected"),
+    [(True, "complete", ""), (True, None, "era:"), (False, None, ""), (False, "complete", "era:")],
+)
+def test_our_results_must_fit_the_requests_era(
+    tokens: fuzz.Tokens, modern: bool, result_type: str | None, expected: str
+) -> None:
+    params = {"name": "orders___update_order", "arguments": {}, **({"_meta": MODERN_META} if modern else {})}
+    event = request_event(rpc("tools/call", params, rpc_id=3), tokens.valid["alice"])
+    found = problems(event, denial(3, result_type), tokens)
+    assert expected in found and bool(found) == bool(expected)
+
+
+@pytest.mark.parametrize(
+    ("modern", "hints", "expected"),
+    [
+        (True, {"ttlMs": 60_000, "cacheScope": "private"}, ""),
+        (True, {"ttlMs": 60_001, "cacheScope": "private"}, "cache:"),
+        (True, {"ttlMs": 0, "cacheScope": "public"}, "cache:"),
+        (True, {}, "cache:"),
+        (False, {}, ""),
+        (False, {"cacheScope": "public"}, "cache:"),
+    ],
+)
+def test_a_filtered_list_must_not_be_shareable(
+    tokens: fuzz.Tokens, modern: bool, hints: dict[str, Any], expected: str
+) -> None:
+    request = request_event(
+        rpc("tools/list", {"_meta": MODERN_META} if modern else {}, rpc_id=4), tokens.valid["alice"]
+    )
+    event = response_event(request, {"jsonrpc": "2.0", "id": 4, "result": {"tools": []}})
+    body = {"jsonrpc": "2.0", "id": 4, "result": {"tools": [], **hints}}
+    out = {"interceptorOutputVersion": "1.0", "mcp": {"transformedGatewayResponse": {"statusCode": 200, "body": body}}}
+    found = problems(event, out, tokens)
+    assert expected in found and bool(found) == bool(expected)
 
 
 def test_an_exception_is_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -432,8 +432,8 @@ def test_a_callers_list_evaluates_only_policies_that_can_match_them_then_is_cach
 
 def test_a_tool_no_user_can_call_is_hidden(tmp_path: Path, issuer: Issuer, make_interceptor: Make) -> None:
     schema = SCHEMA.replace("entity Gateway;", "entity Gateway;\n  entity Robot;").replace(
-        f'action "{GET}" in [Action::"orders"] appliesTo {{\n    principal: [User],',
-        f'action "{GET}" in [Action::"orders"] appliesTo {{\n    principal: [Robot],',
+        f'action "{GET}" in [Action::"orders", Action::"read_only"] appliesTo {{\n    principal: [User],',
+        f'action "{GET}" in [Action::"orders", Action::"read_only"] appliesTo {{\n    principal: [Robot],',
     )
     assert "principal: [Robot]" in schema
     interceptor = make_interceptor(
@@ -563,7 +563,7 @@ def test_search_items_that_may_name_tools_but_cannot_be_filtered_are_dropped(
 
 def test_search_refused_by_the_request_phase_passes_through(issuer: Issuer, interceptor: Interceptor) -> None:
     token = issuer.mint(user="alice", roles=["developer"])
-    body = {"jsonrpc": "2.0", "id": 9, "error": {"code": -32001, "message": "token expired (reason: token_expired)"}}
+    body = {"jsonrpc": "2.0", "id": 9, "error": {"code": -31001, "message": "token expired (reason: token_expired)"}}
     request = request_event(tool_call(SEARCH_TOOL, {"query": "q"}, rpc_id=9), token)
     assert answer(interceptor.handle(response_event(request, body, 401))) == (401, body)
 
@@ -720,7 +720,7 @@ PASS_THROUGH: list[tuple[str, dict[str, Any], Any, int]] = [
     (
         "request-short-circuit-401",
         rpc("tools/list", rpc_id=2),
-        {"jsonrpc": "2.0", "id": 2, "error": {"code": -32001, "message": "no bearer token (reason: token_missing)"}},
+        {"jsonrpc": "2.0", "id": 2, "error": {"code": -31001, "message": "no bearer token (reason: token_missing)"}},
         401,
     ),
     (

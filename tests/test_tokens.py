@@ -876,7 +876,7 @@ def test_handler_bearer_refusals_are_401(
     status, body = handler_status(interceptor.handle(request_event(rpc("tools/list", rpc_id=7), headers=headers)))
     assert status == 401
     assert body["id"] == 7
-    assert body["error"]["code"] == -32001
+    assert body["error"]["code"] == -31001
     assert f"(reason: {reason.value})" in body["error"]["message"]
     assert audit_lines()[-1]["reason"] == reason.value
 

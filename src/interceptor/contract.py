@@ -2,9 +2,9 @@
 
 Pure functions over plain dicts. Inputs are validated strictly enough that later steps can trust their
 shape: a body is strict JSON (no NaN or infinities, no lone surrogates; a request body at most `MAX_DEPTH`
-levels deep), and `check_method` applies the MCP method table (`methods.py`). Outputs always carry
-`interceptorOutputVersion` "1.0" and the request's JSON-RPC id whenever it could be read; `encodable` proves an
-answer is strict JSON before it leaves.
+levels deep), `check_method` applies the MCP method table (`methods.py`) and `check_headers` the agreement of
+MCP headers with the body (`protocol.py`). Outputs always carry `interceptorOutputVersion` "1.0" and the
+request's JSON-RPC id whenever it could be read; `encodable` proves an answer is strict JSON before it leaves.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from interceptor import methods
+from interceptor import methods, protocol
 from interceptor.reasons import Reason
 from interceptor.tokens import AuthError
 
@@ -57,6 +57,7 @@ class McpRequest:
     session_id: str | None
     tool: str | None = None
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    modern: bool = False  # MCP 2026-07-28 or later (`protocol.is_modern`): results we write carry resultType
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def parse_request(event: Any) -> McpRequest:
     session = _header(headers or {}, "mcp-session-id")
     if session is not None and not _SESSION_ID.fullmatch(session):
         session = None  # not an MCP session id: nothing to correlate, and never into the audit line
-    return McpRequest(body, headers, method, rpc_id, "id" not in body, session, tool, arguments)
+    modern = protocol.is_modern(method, params, headers)
+    return McpRequest(body, headers, method, rpc_id, "id" not in body, session, tool, arguments, modern)
 
 
 def parse_response(event: Mapping[str, Any]) -> McpResponse:
@@ -137,6 +139,19 @@ def check_method(request: McpRequest, forward_uncovered: frozenset[str]) -> None
     refused = methods.refusal(request.method, forward_uncovered)
     if refused is not None:
         raise MalformedEvent(refused, _METHOD_DETAIL[refused], request.rpc_id)
+
+
+def check_headers(request: McpRequest) -> None:
+    """Refuse a request whose MCP headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`)
+    disagree with its body, before any token or policy (run on both phases): something that routes on a header
+    must not be steered away from what policy decides on. An event without headers is left to authentication,
+    which refuses it as a configuration error."""
+    if request.headers is None:
+        return
+    params = request.body.get("params", {})
+    problem = protocol.header_problem(request.method, params, request.headers)
+    if problem is not None:
+        raise MalformedEvent(Reason.HEADER_MISMATCH, problem, request.rpc_id)
 
 
 def compact_token(token: str) -> str:
@@ -268,10 +283,10 @@ def rpc_error(rpc_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}
 
 
-def tool_error(rpc_id: Any, text: str) -> dict[str, Any]:
-    """A `tools/call` result the agent reads as a refusal (AgentCore Policy's and Teleport's shape)."""
-    return {
-        "jsonrpc": "2.0",
-        "id": rpc_id,
-        "result": {"content": [{"type": "text", "text": text}], "isError": True},
-    }
+def tool_error(rpc_id: Any, text: str, modern: bool = False) -> dict[str, Any]:
+    """A `tools/call` result the agent reads as a refusal (AgentCore Policy's and Teleport's shape), valid in
+    the request's era: 2026-07-28 results must state `resultType`, legacy ones never carried it."""
+    result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+    if modern:
+        result[protocol.RESULT_TYPE] = protocol.COMPLETE
+    return {"jsonrpc": "2.0", "id": rpc_id, "result": result}

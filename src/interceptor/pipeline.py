@@ -14,7 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from interceptor import contract, listing
+from interceptor import contract, listing, protocol
 from interceptor.audit import Auditor, AuditRecord
 from interceptor.aws_session import SessionBroker, SessionUnavailable
 from interceptor.config import Mode
@@ -103,6 +103,7 @@ class Interceptor:
         request = contract.parse_request(event)
         _describe(record, request)
         contract.check_method(request, self._forward_uncovered)
+        contract.check_headers(request)
         identity = self._authenticate(request, record)
         if request.tool is None:
             body, spoofed = without_reserved(request.body)
@@ -116,7 +117,8 @@ class Interceptor:
         phase decided on it already, and nothing in it depends on who asks)."""
         _describe(record, response.request)
         contract.check_method(response.request, self._forward_uncovered)
-        if not listing.carries_tools(response.request, response.body):
+        contract.check_headers(response.request)
+        if not listing.carries_tools(response.request, response.body) or protocol.interim(response.body):
             record.decision, record.forwarded, record.reason = "allow", True, "passthrough"
             return contract.pass_response(response)
         identity = self._authenticate(response.request, record)
@@ -127,7 +129,9 @@ class Interceptor:
             raise Refusal(Reason.INTERNAL_ERROR, f"tool list response cannot be filtered: {exc}") from None
         record.decision, record.forwarded, record.reason = "filter", True, "tools_filtered"
         record.extra.update(filtered.audit_fields(self._lister.policy_set))
-        body = response.body if self._mode is Mode.LOG_ONLY else filtered.body
+        if self._mode is Mode.LOG_ONLY:  # unfiltered: the upstream caching hints still hold
+            return contract.respond(response.status_code, response.body)
+        body = protocol.filtered_result(filtered.body, response.request.method, response.request.modern)
         return contract.respond(response.status_code, body)
 
     def _authenticate(self, request: McpRequest, record: AuditRecord) -> Identity:
@@ -170,7 +174,7 @@ class Interceptor:
         if decision.reason is Reason.POLICY_DENIED and decision.policy_ids:
             why = "forbidden by policy " + ", ".join(repr(p) for p in decision.policy_ids)
         text = f"Teleport user '{identity.user}' may not call tool '{tool}': {why} (reason: {decision.reason.value})."
-        return contract.respond(200, contract.tool_error(request.rpc_id, text))
+        return contract.respond(200, contract.tool_error(request.rpc_id, text, request.modern))
 
     def _session_argument(self, identity: Identity, tool: str, record: AuditRecord) -> dict[str, Any]:
         """The reserved AWS session argument for tools configured to receive one (else nothing)."""

@@ -27,6 +27,7 @@ class Reason(StrEnum):
     UNSUPPORTED_TARGET = "unsupported_target"
     METHOD_UNKNOWN = "method_unknown"
     METHOD_NOT_COVERED = "method_not_covered"
+    HEADER_MISMATCH = "header_mismatch"
     # The bearer token.
     TOKEN_MISSING = "token_missing"
     TOKEN_MALFORMED = "token_malformed"
@@ -63,6 +64,9 @@ MESSAGES: dict[Reason, str] = {
     Reason.METHOD_NOT_COVERED: "this MCP method reaches data the Teleport policies do not cover, so it is refused; "
     "an administrator can forward it without a policy decision by adding it to the interceptor's "
     "FORWARD_UNCOVERED_METHODS setting",
+    Reason.HEADER_MISMATCH: "MCP request headers disagree with the request body: MCP-Protocol-Version, Mcp-Method "
+    "and Mcp-Name must repeat the body's protocol version, method and name or URI (2026-07-28 requests must send "
+    "them), each once and validly encoded; list the tools again and retry",
     Reason.TOKEN_MISSING: "no bearer token: connect through Teleport (tsh mcp connect) and make sure the app "
     "rewrites 'Authorization: Bearer {{internal.id_token}}'",
     Reason.TOKEN_MALFORMED: "bearer token malformed: expected one Teleport OIDC ID token",
@@ -82,11 +86,14 @@ MESSAGES: dict[Reason, str] = {
 }
 
 
-# JSON-RPC error codes of the answers.
+# JSON-RPC error codes of the answers: JSON-RPC's own, MCP's HeaderMismatch, and ours outside the reserved range.
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INTERNAL = -32603
-UNAUTHORIZED = -32001
+HEADER_MISMATCH = -32020  # MCP 2026-07-28 `HeaderMismatch`
+# Authentication failed (with HTTP 401). MCP defines no code for it; -32000..-32099 are legacy or reserved to the
+# spec and -32001 is the SDK's local request timeout, so ours lies outside JSON-RPC's reserved -32768..-32000.
+UNAUTHORIZED = -31001
 
 
 class Answer(NamedTuple):
@@ -112,6 +119,7 @@ ANSWERS: dict[Reason, Answer] = {
     Reason.UNSUPPORTED_TARGET: Answer(400, INVALID_REQUEST),
     Reason.METHOD_UNKNOWN: Answer(400, METHOD_NOT_FOUND),
     Reason.METHOD_NOT_COVERED: Answer(403, METHOD_NOT_FOUND),
+    Reason.HEADER_MISMATCH: Answer(400, HEADER_MISMATCH),
     Reason.TOKEN_MISSING: _UNAUTHORIZED,
     Reason.TOKEN_MALFORMED: _UNAUTHORIZED,
     Reason.ALGORITHM_NOT_ALLOWED: _UNAUTHORIZED,
