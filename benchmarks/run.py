@@ -408,11 +408,18 @@ def offline_build(folder: Path) -> float | None:
     return (time.perf_counter() - started) * 1000
 
 
+def serving(env: dict[str, str]) -> Interceptor:
+    """The serving interceptor `build` wires from `env` (a generated gateway never makes a broken container)."""
+    interceptor = build(env)
+    assert isinstance(interceptor, Interceptor), "the generated gateway did not build a serving interceptor"
+    return interceptor
+
+
 def with_session(issuer: Issuer, plain: Interceptor, folder: Path, tools: int, n: int) -> dict[str, Stats]:
     """The warm allowed call without and with a cached per-human AWS session (STS answered by a stand-in)."""
     call = bench_call(folder, tools)
     env = settings(issuer, folder)
-    sessions = build(
+    sessions = serving(
         {**env, "SESSION_ROLE_ARN": "arn:aws:iam::123456789012:role/orders-session", "SESSION_TOOLS": call.tool}
     )
     broker = sessions._sessions  # private on purpose: its STS client is replaced by the stand-in
@@ -469,7 +476,7 @@ def run(sizes: list[tuple[int, int]], n: int, cold_runs: int) -> tuple[list[Resu
             plain = cold_start(issuer, folder, tools, 1)
             build_ms = offline_build(folder)
             cold = cold_start(issuer, folder, tools, cold_runs)
-            interceptor = build(settings(issuer, folder))
+            interceptor = serving(settings(issuer, folder))
             warm_stats, rate = warm(issuer, interceptor, folder, tools, n)
             lists, visible = tool_lists(issuer, interceptor, bench_call(folder, tools), names, n)
             if (policies, tools) == MAIN:

@@ -32,7 +32,7 @@ from devtools.issuer import Issuer, new_key
 from interceptor.audit import Auditor
 from interceptor.logs import SERVICE
 from interceptor.methods import METHODS
-from interceptor.pipeline import Interceptor
+from interceptor.pipeline import Handler
 from interceptor.reasons import Reason
 from interceptor.wiring import build
 
@@ -40,7 +40,7 @@ ISSUER = "https://teleport.example.com"
 AUDIENCE = "mcp+https://gateway.example.com/mcp"
 SPOOF = "mallory"  # the only value the generator sends under reserved names: it must never be forwarded
 STAMPED = frozenset({"_teleport_user", "_teleport_roles"})
-OUTCOMES = frozenset(r.value for r in Reason) | {"passthrough", "tools_filtered"}
+OUTCOMES = frozenset(r.value for r in Reason)
 CLOUDWATCH_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch Logs counts 26 bytes of overhead per event
 TOOLS = ("orders___get_order_tool", "orders___list_my_orders", "orders___update_order", "db___run_query")
 SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
@@ -91,7 +91,7 @@ class _LogCollector(logging.Handler):
 
 
 @contextmanager
-def captured(env: dict[str, str]) -> Iterator[tuple[Interceptor, Capture]]:
+def captured(env: dict[str, str]) -> Iterator[tuple[Handler, Capture]]:
     """A handler built like the Lambda's, with its audit lines and operational logs captured (and kept off
     stdout for the run)."""
     capture = Capture()

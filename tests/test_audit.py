@@ -17,9 +17,10 @@ import pytest
 import interceptor.app as app
 from devtools.gateway import request_event, response_event, rpc, tool_call
 from devtools.issuer import Issuer
-from interceptor.audit import MAX_NAMES, MAX_TEXT, Auditor, AuditRecord
+from interceptor.audit import CLOUDWATCH_EVENT_BYTES, MAX_DETAIL, MAX_NAMES, MAX_TEXT, Auditor, AuditRecord
 from interceptor.metrics import method_dimension
 from interceptor.pipeline import Interceptor
+from interceptor.reasons import Reason
 
 GET = "orders___get_order_tool"
 Make = Callable[..., Interceptor]
@@ -161,9 +162,121 @@ def test_caller_chosen_strings_are_capped(issuer: Issuer, interceptor: Intercept
         assert record[key].startswith(("t___xxx", "rxxx", "sxxx"))
         assert len(record[key]) <= MAX_TEXT + 20
         assert record[key].endswith("chars)")
-    assert len(record["argument_names"]) == MAX_NAMES
+    assert len(record["argument_names"]) == MAX_NAMES + 1
+    assert record["argument_names"][-1] == "...(+400 more)"
     assert record["argument_names"][0].startswith("a0000y")
     assert all(len(name) <= MAX_TEXT + 20 for name in record["argument_names"])
+
+
+ASTRAL = "\U0001f600"  # the costliest character: 12 bytes of JSON (a surrogate pair of \\u escapes)
+CAPPED_TEXT = re.compile(r".*\.\.\.\(\+\d+ chars\)", re.DOTALL)
+MORE = re.compile(r"\.\.\.\(\+\d+ more\)")
+
+
+def huge(n: int = 100_000, tag: str = "") -> str:
+    return tag + ASTRAL * n
+
+
+def test_a_worst_case_record_fits_one_cloudwatch_event() -> None:
+    """Every caller-derived field at its worst at once: the line stays one valid JSON event, capped field by field
+    (the whole-line fallback is not needed)."""
+    record = AuditRecord(
+        phase="RESPONSE",
+        mode="log_only",
+        lambda_request_id="c5a1f7e2-0c1b-4bb8-9a8e-7d1b2c3d4e5f",
+        mcp_session_id="s" * 100_000,
+        rpc_id=huge(tag="r"),
+        method=huge(tag="m"),
+        tool=huge(tag="t"),
+        user=huge(16 * 1024, "u"),  # a verified token holds at most 16 KiB
+        roles=[huge(1000, f"role{i}") for i in range(2000)],
+        bot=False,
+        policy_ids=[f"policy-{i}-" + "p" * 300 for i in range(10_000)],
+        argument_names=[huge(1000, f"a{i}") for i in range(500)],
+        spoofed_arguments=[huge(1000, f"_meta._teleport_{i}") for i in range(500)],
+        detail="; ".join(f"argument {huge(50)!r} is not a number" for _ in range(10_000)),
+    )
+    record.extra.update(
+        {
+            "tools_kept": 0,
+            "tools_hidden": 500,
+            "hidden_tools": [huge(5000, f"target___tool{i}") for i in range(500)],
+            "content_dropped": 0,
+            "policy_set": "a795f0477020",
+        }
+    )
+    captured: list[str] = []
+    Auditor(captured.append).write(record)
+    [text] = captured
+    assert len(text.encode("utf-8")) + 1 < CLOUDWATCH_EVENT_BYTES  # with its newline
+    assert len(text) < 200_000  # README "Audit"
+    audit = json.loads(text)["audit"]
+    assert "audit_truncated" not in audit
+    for key in ("mcp_session_id", "rpc_id", "method", "tool", "user", "detail"):
+        assert CAPPED_TEXT.fullmatch(audit[key]), key
+    for key in ("roles", "policy_ids", "argument_names", "spoofed_arguments", "hidden_tools"):
+        *names, marker = audit[key]
+        assert MORE.fullmatch(marker), key
+        assert 0 < len(names) <= MAX_NAMES, key
+        assert all(len(name) <= MAX_TEXT + 20 for name in names), key
+    assert audit["roles"][0].startswith("role0" + ASTRAL)
+    assert audit["hidden_tools"][0].startswith("target___tool0")
+    assert (audit["tools_hidden"], audit["policy_set"]) == (500, "a795f0477020")
+
+
+def test_worst_case_requests_through_the_handler_fit_one_event(
+    issuer: Issuer, interceptor: Interceptor, audit_log: list[str]
+) -> None:
+    """A call and a tool list at their worst: a 16 KiB token of one long user and many roles, huge names and ids,
+    hundreds of argument names and reserved-name spoofs, 500 hidden tools with long names."""
+    token = issuer.mint(user="u" * 1500, roles=[f"role-{i:03d}-" + "r" * 40 for i in range(110)])
+    assert len(token) <= 16 * 1024
+    arguments: dict[str, Any] = {huge(300, f"a{i}"): 1 for i in range(500)}
+    arguments.update({f"_teleport_{i}" + "x" * 2000: 1 for i in range(300)})
+    body = tool_call("t___" + huge(), arguments, rpc_id=huge(tag="id"))
+    body["params"]["_meta"] = {f"_teleport_{i}" + "y" * 2000: 1 for i in range(300)}
+    interceptor.handle(request_event(body, token, headers={"Mcp-Session-Id": "s" * 100_000}))
+    listed = {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": huge(3000, f"x___{i}")} for i in range(500)]}}
+    interceptor.handle(response_event(request_event(rpc("tools/list", rpc_id=1), token), listed))
+    call, tool_list = [json.loads(text)["audit"] for text in audit_log]
+    assert all(len(text) + 1 < CLOUDWATCH_EVENT_BYTES for text in audit_log)
+    assert (call["reason"], tool_list["reason"], tool_list["tools_hidden"]) == ("tool_unknown", "tools_filtered", 500)
+    assert CAPPED_TEXT.fullmatch(call["user"]) and call["user"].startswith("u" * MAX_TEXT)
+    assert MORE.fullmatch(call["roles"][-1]) and len(call["roles"]) == MAX_NAMES + 1
+    assert MORE.fullmatch(call["argument_names"][-1])
+    assert MORE.fullmatch(call["spoofed_arguments"][-1])
+    assert MORE.fullmatch(tool_list["hidden_tools"][-1])
+
+
+def test_integer_ids_and_details_are_capped_too() -> None:
+    captured: list[str] = []
+    auditor = Auditor(captured.append)
+    auditor.write(AuditRecord(phase="REQUEST", mode="enforce", rpc_id=10**1000, detail="d" * 5000))
+    auditor.write(AuditRecord(phase="REQUEST", mode="enforce", rpc_id=-(10**MAX_TEXT) + 1, detail="d" * MAX_DETAIL))
+    big, kept = [line["audit"] for line in lines_of(captured)]
+    assert big["rpc_id"] == "1" + "0" * (MAX_TEXT - 1) + f"...(+{1001 - MAX_TEXT} chars)"
+    assert big["detail"] == "d" * MAX_DETAIL + f"...(+{5000 - MAX_DETAIL} chars)"
+    assert (kept["rpc_id"], kept["detail"]) == (-(10**MAX_TEXT) + 1, "d" * MAX_DETAIL)
+
+
+def test_a_line_that_still_does_not_fit_keeps_its_outcome() -> None:
+    """A field nobody capped (none today) cannot cost the record: the outcome is written, and the size it had."""
+    captured: list[str] = []
+    record = AuditRecord(phase="REQUEST", mode="enforce", method="tools/call", rpc_id=3, latency_us=9)
+    record.conclude("deny", Reason.POLICY_DENIED, False, "no policy allows this call")
+    record.extra["zz_uncapped"] = "z" * 300_000
+    Auditor(captured.append).write(record)
+    [line] = lines_of(captured)
+    assert line["audit"]["audit_truncated"] > 300_000
+    assert {k: line["audit"][k] for k in ("phase", "decision", "forwarded", "reason", "latency_us")} == {
+        "phase": "REQUEST",
+        "decision": "deny",
+        "forwarded": False,
+        "reason": "policy_denied",
+        "latency_us": 9,
+    }
+    assert "zz_uncapped" not in line["audit"]
+    assert (line["Outcome"], line["Method"]) == ("policy_denied", "tools/call")
 
 
 def test_short_values_are_kept_exactly() -> None:

@@ -29,8 +29,9 @@ from moto import mock_aws
 
 from devtools.gateway import request_event, rpc, tool_call
 from interceptor import aws_session
-from interceptor.aws_session import AwsSession, SessionBroker, SessionUnavailable
-from interceptor.config import ConfigError, Settings
+from interceptor.aws_session import AwsSession, SessionBroker
+from interceptor.config import Settings
+from interceptor.errors import Problems, Refusal
 from interceptor.pipeline import Interceptor
 from interceptor.sts_names import roles_value, session_name, tag_value
 from interceptor.tokens import Identity
@@ -353,7 +354,7 @@ def test_sts_refusal_becomes_session_unavailable_with_the_code(
 ) -> None:
     message = f"User: arn:aws:sts::123456789012:assumed-role/interceptor/x is not authorized {SECRET}"
     sts.fail(code, message, status)
-    with pytest.raises(SessionUnavailable) as caught:
+    with pytest.raises(Refusal) as caught:
         broker(sts, clock).session_for(identity(), "orders___get_order_tool")
     assert caught.value.detail == f"sts:AssumeRole failed: {code}"
     assert str(caught.value) == caught.value.detail
@@ -366,7 +367,7 @@ def test_failure_is_not_cached(sts: StubbedSts, clock: Clock) -> None:
     sts.fail("AccessDenied")
     sts.ok()
     b = broker(sts, clock)
-    with pytest.raises(SessionUnavailable):
+    with pytest.raises(Refusal):
         b.session_for(identity(), "orders___get_order_tool")
     assert b.session_for(identity(), "orders___get_order_tool").access_key_id == ACCESS_KEY
     assert len(sts.calls) == 2
@@ -386,7 +387,7 @@ def test_unreachable_sts_endpoint_becomes_session_unavailable(clock: Clock) -> N
         config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=2),
     )
     b = SessionBroker(ROLE, 900, ["orders___*"], client_factory=lambda: client, clock=clock)
-    with pytest.raises(SessionUnavailable) as caught:
+    with pytest.raises(Refusal) as caught:
         b.session_for(identity(), "orders___get_order_tool")
     assert caught.value.detail == "sts:AssumeRole failed: EndpointConnectionError"
 
@@ -396,7 +397,7 @@ def test_missing_credentials_become_session_unavailable(clock: Clock, monkeypatc
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     client = boto3.Session().client("sts", region_name="us-east-1")
     b = SessionBroker(ROLE, 900, ["orders___*"], client_factory=lambda: client, clock=clock)
-    with pytest.raises(SessionUnavailable) as caught:
+    with pytest.raises(Refusal) as caught:
         b.session_for(identity(), "orders___get_order_tool")
     assert caught.value.detail == "sts:AssumeRole failed: NoCredentialsError"
 
@@ -406,7 +407,7 @@ def test_sts_client_creation_failure_becomes_session_unavailable(clock: Clock) -
         raise RuntimeError("could not create the STS client")
 
     b = SessionBroker(ROLE, 900, ["orders___*"], client_factory=factory, clock=clock)
-    with pytest.raises(SessionUnavailable):
+    with pytest.raises(Refusal):
         b.session_for(identity(), "orders___get_order_tool")
 
 
@@ -483,10 +484,10 @@ def _import_app(jwks: dict[str, Any], **extra_env: str) -> dict[str, Any]:
     }
     code = (
         "import json, sys, interceptor.app as app\n"
-        "from interceptor.pipeline import Broken\n"
+        "from interceptor.pipeline import BrokenInterceptor\n"
         "print('RESULT ' + json.dumps({'boto3': 'boto3' in sys.modules, 'sts_client': 'botocore.client' in sys.modules,"
-        " 'sessions': app.INTERCEPTOR._sessions is not None,"
-        " 'broken': isinstance(app.INTERCEPTOR._verifier, Broken)}))\n"
+        " 'sessions': getattr(app.INTERCEPTOR, '_sessions', None) is not None,"
+        " 'broken': isinstance(app.INTERCEPTOR, BrokenInterceptor)}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
@@ -854,7 +855,7 @@ def test_session_settings_are_read() -> None:
     ],
 )
 def test_bad_role_arn_is_refused(arn: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(Problems) as caught:
         Settings.from_env({**BASE_ENV, "SESSION_ROLE_ARN": arn, "SESSION_TOOLS": "orders___*"})
     assert any("SESSION_ROLE_ARN" in p for p in caught.value.problems)
     assert arn not in str(caught.value)
@@ -862,13 +863,13 @@ def test_bad_role_arn_is_refused(arn: str) -> None:
 
 @pytest.mark.parametrize("arn", ["arn:aws:iam::١٢٣٤٥٦٧٨٩٠١٢:role/orders", "arn:aws:iam::123456789012:role/rôle"])
 def test_non_ascii_role_arn_is_refused(arn: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(Problems):
         Settings.from_env({**BASE_ENV, "SESSION_ROLE_ARN": arn, "SESSION_TOOLS": "orders___*"})
 
 
 @pytest.mark.parametrize("duration", ["899", "3601", "0", "-900", "abc", "nan", "inf"])
 def test_duration_out_of_range_is_refused(duration: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(Problems) as caught:
         Settings.from_env(
             {**BASE_ENV, "SESSION_ROLE_ARN": ROLE, "SESSION_TOOLS": "orders___*", "SESSION_DURATION_SECONDS": duration}
         )
@@ -884,27 +885,27 @@ def test_duration_in_range_is_accepted(duration: str) -> None:
 
 
 def test_session_tools_without_role_is_refused() -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(Problems) as caught:
         Settings.from_env({**BASE_ENV, "SESSION_TOOLS": "orders___*"})
     assert caught.value.problems == ["SESSION_TOOLS is set but SESSION_ROLE_ARN is not"]
 
 
 @pytest.mark.parametrize("tools", ["", " ", ",", " , "])
 def test_role_without_session_tools_is_refused(tools: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(Problems) as caught:
         Settings.from_env({**BASE_ENV, "SESSION_ROLE_ARN": ROLE, "SESSION_TOOLS": tools})
     assert any("SESSION_TOOLS is required" in p for p in caught.value.problems)
 
 
 @pytest.mark.parametrize("tools", ["orders/*", "orders___* db___*", "orders___$x", "orders.tool"])
 def test_bad_session_tool_patterns_are_refused(tools: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(Problems) as caught:
         Settings.from_env({**BASE_ENV, "SESSION_ROLE_ARN": ROLE, "SESSION_TOOLS": tools})
     assert any("SESSION_TOOLS patterns" in p for p in caught.value.problems)
 
 
 def test_every_session_problem_is_reported_at_once() -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(Problems) as caught:
         Settings.from_env({**BASE_ENV, "SESSION_ROLE_ARN": "bad", "SESSION_DURATION_SECONDS": "7200"})
     problems = " | ".join(caught.value.problems)
     assert "SESSION_ROLE_ARN" in problems

@@ -17,21 +17,23 @@ from interceptor.app import build
 from interceptor.audit import Auditor
 from interceptor.config import (
     BUNDLED_POLICY_DIR,
-    ConfigError,
     Mode,
     Settings,
     check_fetch_url,
     is_loopback_host,
 )
+from interceptor.errors import Problems
+from interceptor.reasons import Reason
 
 REPO_POLICIES = Path(__file__).resolve().parents[1] / "policies"
 BASE = {"TELEPORT_ISSUER": "https://teleport.example.com", "TELEPORT_AUDIENCE": "mcp+https://gw.example.com/mcp"}
 
 
 def problems_of(env: dict[str, str]) -> list[str]:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(Problems) as info:
         Settings.from_env(env)
-    assert info.value.problems, "a ConfigError must name at least one problem"
+    assert info.value.problems, "settings problems must name at least one"
+    assert info.value.reason is Reason.MISCONFIGURED
     return info.value.problems
 
 

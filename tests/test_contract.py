@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from interceptor import contract
-from interceptor.config import ConfigError, Settings
+from interceptor.config import Settings
 from interceptor.contract import MAX_DEPTH, MalformedEvent
+from interceptor.errors import Problems, Refusal
 from interceptor.methods import ALL, LEGACY, METHODS, UNCOVERED, V2025_11, V2026_07, Rule, refusal
 from interceptor.reasons import ANSWERS, MESSAGES, Reason
 from interceptor.stamping import without_reserved
-from interceptor.tokens import AuthError
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 # A syntactically valid compact JWS (not a real token: these tests never verify one).
@@ -247,7 +247,7 @@ def test_a_compact_token_passes() -> None:
     ],
 )
 def test_anything_but_the_exact_compact_form_is_malformed(token: str) -> None:
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(Refusal) as info:
         contract.compact_token(token)
     assert info.value.reason is Reason.TOKEN_MALFORMED
     assert TOKEN not in info.value.detail
@@ -469,7 +469,7 @@ def test_forward_uncovered_methods_setting() -> None:
 
 @pytest.mark.parametrize("value", ["tools/call", "Prompts/Get", "prompts/get,x-vendor/secret", "initialize"])
 def test_forward_uncovered_methods_names_only_uncovered_methods(value: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(Problems) as info:
         Settings.from_env({**BASE, "FORWARD_UNCOVERED_METHODS": value})
     [problem] = info.value.problems
     assert problem.startswith("FORWARD_UNCOVERED_METHODS may only name")

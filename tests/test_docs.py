@@ -20,7 +20,7 @@ BLOCKS = [
 
 
 def test_docs_show_the_cookbook():
-    assert len([b for b in BLOCKS if "policies.md" in b.id]) == 10
+    assert len([b for b in BLOCKS if "policies.md" in b.id]) == 11
 
 
 @pytest.mark.parametrize("block", BLOCKS)

@@ -23,18 +23,18 @@ from devtools import loopback
 from devtools.gateway import request_event, rpc
 from devtools.issuer import Issuer, new_key, public_jwk
 from interceptor.config import Settings
+from interceptor.errors import Refusal
 from interceptor.keys import (
     JWKS_MAX_BYTES,
     DiscoverySource,
     FetchError,
     HttpFetcher,
-    IdpUnavailable,
     KeyStore,
     PinnedSource,
     parse_jwks,
 )
 from interceptor.reasons import Reason
-from interceptor.tokens import AuthError, TokenVerifier
+from interceptor.tokens import TokenVerifier
 
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = "/.well-known/jwks-oidc"
@@ -99,9 +99,17 @@ def routes(table: dict[str, bytes]) -> Respond:
 
 
 def refusal(verifier: TokenVerifier, token: str) -> Reason:
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(Refusal) as info:
         verifier.verify(token)
     return info.value.reason
+
+
+@contextmanager
+def idp_unavailable() -> Iterator[None]:
+    """No key known and none fetched: the verifier's one refusal type, `idp_unavailable`."""
+    with pytest.raises(Refusal) as info:
+        yield
+    assert info.value.reason is Reason.IDP_UNAVAILABLE
 
 
 def garbage_signature(token: str, n: int) -> str:
@@ -283,7 +291,7 @@ def test_concurrent_misses_share_one_refresh(
         barrier.wait()
         try:
             warm.verify(token)
-        except AuthError as exc:
+        except Refusal as exc:
             reasons.append(exc.reason)
 
     threads = [threading.Thread(target=attempt, args=(t,)) for t in tokens]
@@ -325,14 +333,14 @@ def test_cold_cache_with_issuer_down_is_idp_unavailable(issuer: Issuer, verifier
     issuer.down = True
     token = issuer.mint()
     for _ in range(10):
-        with pytest.raises(IdpUnavailable):
+        with idp_unavailable():
             verifier.verify(token)
     assert issuer.requests == [DISCOVERY]  # one attempt per cooldown, not one per request
 
 
 def test_cold_cache_recovers_after_the_cooldown(issuer: Issuer, verifier: TokenVerifier, clock: FakeClock) -> None:
     issuer.down = True
-    with pytest.raises(IdpUnavailable):
+    with idp_unavailable():
         verifier.verify(issuer.mint())
     issuer.down = False
     clock.advance(COOLDOWN)
@@ -377,7 +385,7 @@ def test_discovery_issuer_mismatch_is_idp_unavailable(
     issuer: Issuer, verifier: TokenVerifier, doc_issuer: Callable[[str], Any]
 ) -> None:
     issuer.discovery_overrides = {"issuer": doc_issuer(issuer.url)}
-    with pytest.raises(IdpUnavailable):
+    with idp_unavailable():
         verifier.verify(issuer.mint())
     assert issuer.requests == [DISCOVERY]  # the JWKS of a mismatching document is never fetched
 
@@ -404,7 +412,7 @@ def test_jwks_uri_off_the_issuer_origin_refused(
     issuer: Issuer, verifier: TokenVerifier, jwks_uri: Callable[[str], Any]
 ) -> None:
     issuer.discovery_overrides = {"jwks_uri": jwks_uri(issuer.url)}
-    with pytest.raises(IdpUnavailable):
+    with idp_unavailable():
         verifier.verify(issuer.mint())
     assert issuer.requests == [DISCOVERY]
 
@@ -416,7 +424,7 @@ def test_jwks_uri_pointing_at_an_attacker_is_never_fetched(
     attacker_jwks = json.dumps({"keys": [public_jwk(other_key)]}).encode()
     with local_server(routes({"/jwks": attacker_jwks})) as (attacker_url, hits):
         issuer.discovery_overrides = {"jwks_uri": attacker_url + "/jwks"}
-        with pytest.raises(IdpUnavailable):
+        with idp_unavailable():
             verifier.verify(issuer.mint(key=other_key))
         assert hits == []
 
@@ -437,7 +445,7 @@ def _discovery_server(jwks_uri: str | None = None, discovery_body: bytes | None 
 @pytest.mark.parametrize("port", ["99999", "abc"])
 def test_jwks_uri_with_invalid_port_is_idp_unavailable(issuer: Issuer, verifier: TokenVerifier, port: str) -> None:
     issuer.discovery_overrides = {"jwks_uri": f"http://127.0.0.1:{port}{JWKS}"}
-    with pytest.raises(IdpUnavailable):
+    with idp_unavailable():
         verifier.verify(issuer.mint())
 
 
@@ -451,7 +459,7 @@ def test_deeply_nested_discovery_is_idp_unavailable(clock: FakeClock, fetcher: H
     nested = b"[" * 20_000 + b"]" * 20_000  # 40 KB: under the 64 KiB discovery cap
     with local_server(_discovery_server(discovery_body=nested)) as (url, _):
         store = KeyStore(DiscoverySource(url, url + DISCOVERY, fetcher), TTL, COOLDOWN, clock=clock)
-        with pytest.raises(IdpUnavailable):
+        with idp_unavailable():
             store.candidates(None)
 
 
@@ -479,7 +487,7 @@ def test_handler_with_non_http_issuer_endpoint_is_503(issuer: Issuer, make_inter
 def test_discovery_that_is_not_json_is_idp_unavailable(clock: FakeClock, fetcher: HttpFetcher) -> None:
     with local_server(routes({DISCOVERY: b"<html>login</html>"})) as (url, hits):
         store = KeyStore(DiscoverySource(url, url + DISCOVERY, fetcher), TTL, COOLDOWN, clock=clock)
-        with pytest.raises(IdpUnavailable):
+        with idp_unavailable():
             store.candidates(None)
         assert hits == [DISCOVERY]
 
@@ -524,7 +532,7 @@ def test_discovery_redirect_is_not_followed(clock: FakeClock, fetcher: HttpFetch
 
     with local_server(respond) as (url, hits):
         store = KeyStore(DiscoverySource(url, url + DISCOVERY, fetcher), TTL, COOLDOWN, clock=clock)
-        with pytest.raises(IdpUnavailable):
+        with idp_unavailable():
             store.candidates(None)
         assert hits == [DISCOVERY]
     assert issuer.requests == []
@@ -581,7 +589,7 @@ def test_oversized_jwks_is_idp_unavailable(clock: FakeClock, fetcher: HttpFetche
 
     with local_server(respond) as (url, hits):
         store = KeyStore(DiscoverySource(url, url + DISCOVERY, fetcher), TTL, COOLDOWN, clock=clock)
-        with pytest.raises(IdpUnavailable):
+        with idp_unavailable():
             store.candidates(None)
         assert hits == [DISCOVERY, JWKS]
 
@@ -694,7 +702,7 @@ def test_discovery_source_with_plain_http_issuer_never_connects(
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: attempts.append(a))
     source = DiscoverySource("http://example.com", "http://example.com" + DISCOVERY, fetcher)
     store = KeyStore(source, TTL, COOLDOWN, clock=FakeClock())
-    with pytest.raises(IdpUnavailable):
+    with idp_unavailable():
         store.candidates(None)
     assert attempts == []
 
@@ -750,7 +758,7 @@ def test_pinned_jwks_holding_both_rotation_keys(issuer: Issuer, clock: FakeClock
 
 def test_pinned_jwks_without_usable_keys_is_idp_unavailable(clock: FakeClock) -> None:
     store = KeyStore(PinnedSource('{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}'), TTL, COOLDOWN, clock=clock)
-    with pytest.raises(IdpUnavailable):
+    with idp_unavailable():
         store.candidates(None)
 
 

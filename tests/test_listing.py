@@ -871,4 +871,4 @@ def test_hidden_names_are_capped_but_counted(issuer: Issuer, interceptor: Interc
     interceptor.handle(list_event(issuer.mint(user="alice", roles=["developer"]), [GET, *names]))
     [record] = audit_lines()
     assert (record["tools_kept"], record["tools_hidden"]) == (1, 250)
-    assert record["hidden_tools"] == names[:100]
+    assert record["hidden_tools"] == [*names[:100], "...(+150 more)"]

@@ -6,6 +6,7 @@ Tokens come from the real local issuer (`issuer` fixture, HTTP on 127.0.0.1)."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import subprocess
@@ -986,34 +987,42 @@ def test_audit_never_holds_the_token_on_auth_failure(
             assert part not in logs
 
 
-def test_component_logs_are_json_lines_of_the_service_without_env(tmp_path: Path, issuer: Issuer) -> None:
+def run_script(tmp_path: Path, code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter with the repository importable, no POWERTOOLS_* settings but `env`."""
     script = tmp_path / "run.py"
-    script.write_text(
+    script.write_text(code, encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
+    environ.update(PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]), **env)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=tmp_path,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_component_logs_are_json_lines_of_the_service_without_env(tmp_path: Path, issuer: Issuer) -> None:
+    code = (
         "import json, sys\n"
         "from devtools.gateway import request_event, rpc\n"
         "from interceptor.app import build\n"
+        "from interceptor.audit import Auditor\n"
+        "records = []\n"
         "env = json.loads(sys.argv[1])\n"
-        "build(env).handle(request_event(rpc('tools/list'), sys.argv[2]))\n",
-        encoding="utf-8",
+        "build(env, Auditor(records.append)).handle(request_event(rpc('tools/list'), sys.argv[2]))\n"
+        "assert len(records) == 1 and json.loads(records[0])['audit']['reason'] == 'allowed', records\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
     settings = {
         "TELEPORT_ISSUER": issuer.url,
         "TELEPORT_AUDIENCE": issuer.audience,
         "TELEPORT_JWKS": json.dumps(issuer.jwks()),
     }
-    done = subprocess.run(
-        [sys.executable, str(script), json.dumps(settings), issuer.mint(user="alice")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-        check=True,
-    )
+    done = run_script(tmp_path, code, json.dumps(settings), issuer.mint(user="alice"))
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert any(line["message"] == "audit" for line in lines), done.stdout
+    assert all(line["message"] != "audit" for line in lines), "the audit record goes to its sink only"
     [loaded] = [line for line in lines if line["message"] == "JWKS loaded"]
     assert loaded["service"] == "teleport-agentcore-interceptor"
     assert loaded["key_count"] == 1
@@ -1033,6 +1042,64 @@ def test_lambda_handler_uses_the_container_interceptor(
     assert forwarded(out) == with_args(body, _teleport_user="alice", _teleport_roles=["developer"])
     [record] = audit_lines()
     assert record["lambda_request_id"] == "3f1c-aws-req"
+
+
+LAMBDA_CONTEXT = SimpleNamespace(
+    aws_request_id="3f1c-aws-req",
+    function_name="interceptor",
+    memory_limit_in_mb=512,
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:interceptor",
+)
+
+
+def test_every_operational_log_line_of_an_invocation_carries_the_lambda_request_id(
+    monkeypatch: pytest.MonkeyPatch, make_interceptor: Callable[..., Interceptor], issuer: Issuer, audit_lines: Audit
+) -> None:
+    """Powertools' inject_lambda_context on the handler: the line of a refused call (and the key load on the way)
+    names the request, as the audit line does."""
+    monkeypatch.setattr(app, "INTERCEPTOR", make_interceptor())
+    stream = io.StringIO()
+    handler = app.logger.registered_handler
+    previous = handler.setStream(stream)
+    try:
+        token = issuer.mint(user="olga", roles=["order-admin"])
+        event = request_event(tool_call(UPDATE, {"order_id": "1", "status": 5}), token)
+        assert "policy_error" in tool_denial(app.lambda_handler(event, LAMBDA_CONTEXT))  # type: ignore[arg-type]
+    finally:
+        handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert {"JWKS loaded", "policy evaluation errors; call refused"} <= {line["message"] for line in lines}
+    assert {line["function_request_id"] for line in lines} == {"3f1c-aws-req"}
+    assert {line["function_name"] for line in lines} == {"interceptor"}
+    assert audit_lines()[0]["lambda_request_id"] == "3f1c-aws-req"
+    assert token.split(".")[2] not in stream.getvalue()
+
+
+def test_the_handler_never_logs_the_event_whatever_the_environment(tmp_path: Path, issuer: Issuer) -> None:
+    """POWERTOOLS_LOGGER_LOG_EVENT=true would log each event, bearer token included: the handler overrides it."""
+    code = (
+        "import sys\n"
+        "from types import SimpleNamespace\n"
+        "from devtools.gateway import request_event, rpc\n"
+        "from interceptor.app import lambda_handler\n"
+        "context = SimpleNamespace(aws_request_id='r-77', function_name='f', memory_limit_in_mb=128,\n"
+        "                          invoked_function_arn='arn:aws:lambda:us-east-1:123456789012:function:f')\n"
+        "lambda_handler(request_event(rpc('tools/list'), sys.argv[1]), context)\n"
+    )
+    token = issuer.mint(user="alice")
+    done = run_script(
+        tmp_path,
+        code,
+        token,
+        POWERTOOLS_LOGGER_LOG_EVENT="true",
+        POWERTOOLS_LOG_LEVEL="DEBUG",
+        TELEPORT_ISSUER=issuer.url,
+        TELEPORT_AUDIENCE=issuer.audience,
+        TELEPORT_JWKS=json.dumps(issuer.jwks()),
+    )
+    assert '"function_request_id":"r-77"' in done.stdout  # the invocation did log, in context
+    for part in token_parts(token):
+        assert part not in done.stdout + done.stderr
 
 
 def test_lambda_handler_refuses_and_tolerates_a_bare_context(

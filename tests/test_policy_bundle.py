@@ -206,3 +206,19 @@ def test_cold_start_warns_about_a_stale_bundle(
     (folder / "db.cedar").write_text((folder / "db.cedar").read_text() + "\n")
     make_interceptor(POLICY_DIR=str(folder))
     assert "policy bundle does not match the policy files" in caplog.text
+
+
+def test_the_engine_types_arguments_by_the_bundles_input_types(folder: Path) -> None:
+    """Input types are compiled into the bundle (covered by its digest) and read from it at init."""
+    assert build(folder) == 0
+    alice = Identity("alice", ("developer",), {}, "iss", 0)
+    nullable = {"status": None, "limit": 5.0}
+    assert PolicyEngine.load(folder).authorize(alice, "orders___list_my_orders", nullable).allowed
+    body = json.loads((folder / BUNDLE_FILE).read_text())
+    body["inputs"]["orders___list_my_orders"]["optional"] = []
+    (folder / BUNDLE_FILE).write_text(json.dumps(body))
+    decision = PolicyEngine.load(folder).authorize(alice, "orders___list_my_orders", nullable)
+    assert decision.errors == ("argument 'status' is null where the tool's schema requires a value",)
+    body["inputs"] = []
+    (folder / BUNDLE_FILE).write_text(json.dumps(body))
+    assert PolicyEngine.load(folder).bundle_status == "stale"

@@ -6,6 +6,7 @@ Every test works on copies of `policies/` and `template.yaml` in tmp_path and ca
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from policy_toolkit.schema import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBCOMMANDS = ("schema", "validate", "build", "format", "expand", "test", "explain", "diff")
-DEMO_CASES = 12
+DEMO_CASES = 17
 DEMO_POLICIES = 6
 
 Run = Callable[..., tuple[int, str]]
@@ -93,6 +94,9 @@ def line_of(path: Path, needle: str) -> int:
 INVENTORY_TARGET = """
   InventoryTarget:
     Type: AWS::BedrockAgentCore::GatewayTarget
+    Metadata:
+      ToolAnnotations:
+        adjust_stock: { destructiveHint: false, openWorldHint: false, title: Adjust stock }
     Properties:
       GatewayIdentifier: !GetAtt Gateway.GatewayIdentifier
       Name: inventory
@@ -145,6 +149,7 @@ INVENTORY_LISTING = {
             },
             {
                 "name": "inventory___adjust_stock",
+                "annotations": {"destructiveHint": False, "openWorldHint": False, "title": "Adjust stock"},
                 "inputSchema": {
                     "type": "object",
                     "properties": {
@@ -181,17 +186,19 @@ ADJUST_STOCK_ACTION = """\
       delta: Long,
       dry_run?: Bool,
       "has space"?: String,
+      labels?: Set<decimal>,
       location: {
         bin?: Long,
         warehouse: String,
       },
       meta?: {},
       "odd-name"?: String,
+      price?: decimal,
       sku: String,
       tags?: Set<String>,
     } },
   };
-  action "inventory___zap_stock" in [Action::"inventory"] appliesTo {
+  action "inventory___zap_stock" in [Action::"inventory", Action::"destructive", Action::"open_world"] appliesTo {
     principal: [User],
     resource: [Gateway],
     context: { input: {
@@ -242,7 +249,8 @@ def test_schema_check_fails_after_a_tool_is_added_to_the_template(schema_cmd: Ru
     assert code == 1
     assert "stale" in out
     assert "+++ generated" in out
-    assert '+  action "orders___cancel_order" in [Action::"orders"] appliesTo {' in out
+    groups = 'Action::"destructive", Action::"open_world"'  # the new tool has no annotations
+    assert f'+  action "orders___cancel_order" in [Action::"orders", {groups}] appliesTo {{' in out
     # --check never writes
     assert (work / "policies" / "schema.cedarschema").read_text(encoding="utf-8") == committed
 
@@ -257,7 +265,9 @@ def test_schema_check_fails_after_a_tool_is_added_to_a_saved_listing(schema_cmd:
     code, out = schema_cmd("--check")
     assert code == 1
     assert "stale" in out
-    assert '+  action "db___drop_table" in [Action::"db"] appliesTo {' in out
+    assert (
+        '+  action "db___drop_table" in [Action::"db", Action::"destructive", Action::"open_world"] appliesTo {' in out
+    )
     assert "+      table?: String," in out
 
 
@@ -280,8 +290,12 @@ def test_schema_output_is_stable_sorted_and_parses(work: Path, policies: Path) -
     first = generate(work / "template.yaml", policies / "tools")
     assert generate(work / "template.yaml", policies / "tools") == first
     names = action_names(first)
-    # targets sorted, each group declared before its tools, tools sorted within the target
+    # annotation groups first, then targets sorted, each group declared before its tools, tools sorted within it
     assert names == [
+        "destructive",
+        "idempotent",
+        "open_world",
+        "read_only",
         "crm",
         "crm___a_first",
         "crm___z_last",
@@ -301,13 +315,12 @@ def test_schema_output_is_stable_sorted_and_parses(work: Path, policies: Path) -
 
 
 def test_json_schema_mapping_from_cloudformation_pascal_case(work: Path, policies: Path) -> None:
-    """string/integer/boolean/array/nested object, required vs optional; number, untyped and
-    array-of-number left out; odd property names quoted."""
+    """string/integer/number/boolean/array/nested object, required vs optional; untyped left out; odd property
+    names quoted; annotations from the target's Metadata."""
     add_target(work / "template.yaml")
     text = generate(work / "template.yaml", policies / "tools")
     assert ADJUST_STOCK_ACTION in text
-    for omitted in ("price", "labels", "anything"):
-        assert omitted not in text
+    assert "anything" not in text
 
 
 def test_saved_listing_maps_like_the_template(work: Path, policies: Path) -> None:
@@ -331,7 +344,10 @@ def test_saved_listing_result_only_form(work: Path, policies: Path) -> None:
         ),
     )
     text = generate(work / "template.yaml", policies / "tools")
-    assert 'action "crm___find_customer" in [Action::"crm"] appliesTo {' in text
+    assert (
+        'action "crm___find_customer" in [Action::"crm", Action::"destructive", Action::"open_world"] appliesTo {'
+        in text
+    )
     assert "      email?: String,\n" in text
     cedarpy.Schema.from_str(text)
 
@@ -354,7 +370,8 @@ def test_a_target_in_template_and_listing_uses_the_template(schema_cmd: Run, wor
 
 
 def test_generated_schema_types_what_policies_and_calls_may_use(schema_cmd: Run, work: Path, policies: Path) -> None:
-    """Policies can use the mapped arguments (nested, quoted); arguments left out of the schema are refused."""
+    """Policies can use the mapped arguments (nested, quoted, decimal); arguments left out of the schema are
+    refused."""
     add_target(work / "template.yaml")
     assert schema_cmd()[0] == 0
     write(
@@ -373,15 +390,20 @@ def test_generated_schema_types_what_policies_and_calls_may_use(schema_cmd: Run,
     allowed = engine.authorize(stocker, "inventory___adjust_stock", base)
     assert (allowed.allowed, allowed.policy_ids) == (True, ("stockers-adjust-in-main",))
     assert engine.authorize(stocker, "inventory___adjust_stock", {**base, "odd-name": "x"}).allowed is False
-    priced = engine.authorize(stocker, "inventory___adjust_stock", {**base, "price": 1.5})
-    assert (priced.allowed, priced.reason) == (False, Reason.POLICY_ERROR)
+    untyped = engine.authorize(stocker, "inventory___adjust_stock", {**base, "anything": 1})
+    assert (untyped.allowed, untyped.reason) == (False, Reason.POLICY_ERROR)
 
     write(
         policies / "inventory.cedar",
-        "permit (principal, action, resource) when { context.input.price > 0 };\n",
+        'permit (principal, action == Teleport::Action::"inventory___adjust_stock", resource)\n'
+        'when { context.input has price && context.input.price.lessThan(decimal("2.5")) };\n',
     )
+    engine = PolicyEngine.load(policies)
+    assert engine.authorize(stocker, "inventory___adjust_stock", {**base, "price": 1.5}).allowed
+    assert not engine.authorize(stocker, "inventory___adjust_stock", {**base, "price": 2.5}).allowed
+    write(policies / "inventory.cedar", "permit (principal, action, resource) when { context.input.price > 0 };\n")
     with pytest.raises(Exception, match="price"):
-        PolicyEngine.load(policies)
+        PolicyEngine.load(policies)  # a decimal is no Long: Cedar's validator says so at load
 
 
 @pytest.mark.parametrize("name", ["in", "if", "is"])
@@ -664,7 +686,7 @@ def test_a_wrong_determining_policy_fails(cli: Run, policies: Path) -> None:
 
 
 def test_unexpected_evaluation_errors_fail(cli: Run, policies: Path) -> None:
-    edit(demo_yaml(policies), "  expect: deny\n  num_errors: 1", "  expect: deny")
+    edit(demo_yaml(policies), "{order_id: 42}\n  expect: deny\n  num_errors: 1", "{order_id: 42}\n  expect: deny")
     assert cli("expand")[0] == 0
     code, out = cli("test")
     assert code == 1
@@ -755,15 +777,21 @@ def test_run_tests_json_means_the_same_to_plain_cedar(policies: Path) -> None:
 
 
 def test_cases_round_trip_through_run_tests_json(policies: Path) -> None:
+    """A case reads back as the same question: its arguments as Cedar saw them (null optional arguments gone,
+    decimals as exact numbers), the same decision, and the same run-tests JSON when written again."""
     engine = PolicyEngine.load(policies)
+    inputs = engine.compiled.inputs
     cases = tc.load_yaml(demo_yaml(policies))
     assert len(cases) == DEMO_CASES
     assert any(case.identity.traits for case in cases)
+    assert any(None in case.arguments.values() for case in cases)
+    assert any(isinstance(value, float) for case in cases for value in case.arguments.values())
     for case in cases:
-        back = tc.from_cedar(json.loads(json.dumps(case.to_cedar())), case.source)
-        assert back == case
+        back = tc.from_cedar(json.loads(json.dumps(case.to_cedar(inputs))), case.source)
+        assert dataclasses.replace(back, arguments=case.arguments) == case
         assert back.identity.bot == case.identity.bot
         assert back.run(engine) == case.run(engine)
+        assert back.to_cedar(inputs) == case.to_cedar(inputs)
 
 
 @pytest.mark.parametrize(
@@ -794,6 +822,17 @@ def test_malformed_run_tests_json_is_a_usage_error(cli: Run, policies: Path) -> 
     assert code == 2
     assert "hand.cedartests.json" in out
     assert "'no request'" in out
+
+
+def test_a_malformed_decimal_in_run_tests_json_is_a_usage_error(cli: Run, policies: Path) -> None:
+    entries = json.loads(demo_json(policies).read_text(encoding="utf-8"))
+    decimal = next(e for e in entries if isinstance(e["request"]["context"]["input"].get("timeout_s"), dict))
+    decimal["request"]["context"]["input"]["timeout_s"]["__extn"]["arg"] = "twelve"
+    write(policies / "tests" / "hand.cedartests.json", json.dumps([decimal]))
+    code, out = cli("test")
+    assert code == 2
+    assert "hand.cedartests.json" in out
+    assert "is not a run-tests case" in out
 
 
 def test_yaml_syntax_error_is_a_usage_error(cli: Run, policies: Path) -> None:
@@ -1181,7 +1220,9 @@ def test_diff_against_an_older_commit(diff: Run, repo: Path) -> None:
     assert code == 1
     assert changed_lines(out) == [
         "CHANGED demo.cedartests.json: a bot never updates orders, even with the order-admin role: "
-        "deny ['no-destructive-tools-for-bots'] -> allow ['order-admins-manage-orders']"
+        "deny ['no-destructive-tools-for-bots'] -> allow ['order-admins-manage-orders']",
+        "CHANGED demo.cedartests.json: a bot never queries a database (run_query declares no annotations, so it "
+        "counts as destructive): deny ['no-destructive-tools-for-bots'] -> allow ['db-readers-own-databases']",
     ]
     assert "between HEAD~1 and the working tree" in out
 

@@ -28,9 +28,10 @@ from devtools.gateway import request_event, rpc
 from devtools.issuer import Issuer, new_key, public_jwk
 from interceptor import tokens
 from interceptor.config import Settings
-from interceptor.keys import DiscoverySource, HttpFetcher, IdpUnavailable, KeyStore
+from interceptor.errors import Refusal
+from interceptor.keys import DiscoverySource, HttpFetcher, KeyStore
 from interceptor.reasons import Reason
-from interceptor.tokens import MAX_TOKEN_BYTES, AuthError, Identity, TokenVerifier, bearer_token
+from interceptor.tokens import MAX_TOKEN_BYTES, Identity, TokenVerifier, bearer_token
 
 LEEWAY = 30
 WELL_KNOWN = {"/.well-known/openid-configuration", "/.well-known/jwks-oidc"}
@@ -86,7 +87,7 @@ def sign_claims(
 
 
 def refusal(verifier: TokenVerifier, token: str) -> Reason:
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(Refusal) as info:
         verifier.verify(token)
     return info.value.reason
 
@@ -777,8 +778,9 @@ def test_jwks_with_only_a_1024_bit_key_is_no_key_at_all(
     issuer: Issuer, verifier: TokenVerifier, weak_key: rsa.RSAPrivateKey
 ) -> None:
     issuer.published = [weak_key]
-    with pytest.raises(IdpUnavailable):
+    with pytest.raises(Refusal) as info:
         verifier.verify(sign_claims(issuer.claims(), weak_key))
+    assert info.value.reason is Reason.IDP_UNAVAILABLE
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -844,14 +846,14 @@ def test_bearer_token_surrounding_whitespace_tolerated() -> None:
     ],
 )
 def test_bearer_refusals(headers: dict[str, Any], reason: Reason) -> None:
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(Refusal) as info:
         bearer_token(headers)
     assert info.value.reason is reason
 
 
 @pytest.mark.parametrize("value", ["Bearer", "Bearer ", "bearer\t"])
 def test_bearer_scheme_without_token_refused(value: str) -> None:
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(Refusal) as info:
         bearer_token({"Authorization": value})
     assert info.value.reason in {Reason.TOKEN_MISSING, Reason.TOKEN_MALFORMED}
 

@@ -1,6 +1,8 @@
 """One structured audit record per decision, written as one JSON line that also carries the EMF metrics.
 
-The record holds who, what and why, never the token or argument values (only argument names). The line keeps
+The record holds who, what and why, never the token or argument values (only argument names). Every string a
+caller can choose or influence is capped (`_bound`: where and how in README "Audit"), so no request can write a
+line CloudWatch Logs would cut (256 KiB per event) and lose the record and the metrics riding on it. The line keeps
 the shape Powertools Logger gave it (`level`, `message: "audit"`, `timestamp`, `service`, the record under
 `audit`), so log queries keep working, but it is written with one prebuilt encoder and one write: going through
 the logging machinery cost more per request than the Cedar decision it records (README "Performance").
@@ -16,18 +18,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
 from interceptor.logs import SERVICE
 from interceptor.metrics import directive, method_dimension
+from interceptor.reasons import Reason
 
 logger = Logger(service=SERVICE, child=True)
 
-MAX_TEXT = 256  # characters kept of a caller-chosen string (method, tool, ids, argument names)
-MAX_NAMES = 100  # argument names kept per list
+MAX_TEXT = 256  # characters kept of a caller-derived string (method, tool, ids, user, each name in a list)
+MAX_DETAIL = 1024  # characters kept of `detail` (it may quote argument names, and joins one error per policy)
+MAX_NAMES = 100  # entries kept of a list of names
+MAX_LIST_BYTES = 32 * 1024  # JSON bytes of the entries kept of one list, together
+CLOUDWATCH_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch Logs counts 26 bytes of overhead per event
+_TEXT_FIELDS = ("method", "tool", "rpc_id", "mcp_session_id", "user")
+_LIST_FIELDS = ("roles", "argument_names", "spoofed_arguments", "policy_ids", "hidden_tools")
+_KEPT_WHOLE = ("phase", "mode", "lambda_request_id", "decision", "forwarded", "reason", "latency_us")
+_BIG_INT = 10**MAX_TEXT  # an id of more digits is written as capped text
 _TRACE_ENV = "_X_AMZN_TRACE_ID"  # set by Lambda per invocation, as Powertools reads it
+
+type Verdict = Literal["allow", "deny", "filter"]
 
 AuditSink = Callable[[str], object]
 """Receives each audit line (one JSON object, no newline)."""
@@ -55,7 +67,7 @@ class AuditRecord:
     user: str | None = None
     roles: list[str] = field(default_factory=list)
     bot: bool | None = None
-    decision: str = "deny"
+    decision: Verdict = "deny"
     forwarded: bool = False
     reason: str = ""
     policy_ids: list[str] = field(default_factory=list)
@@ -64,6 +76,10 @@ class AuditRecord:
     detail: str | None = None
     latency_us: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def conclude(self, decision: Verdict, reason: Reason, forwarded: bool, detail: str | None) -> None:
+        """The outcome, set once per request by the handler's single exit."""
+        self.decision, self.reason, self.forwarded, self.detail = decision, reason.value, forwarded, detail
 
 
 class Auditor:
@@ -93,13 +109,22 @@ class Auditor:
 
     def line(self, record: AuditRecord) -> str:
         """The JSON line for `record`: the audit object plus the EMF directive and values. Assembled from
-        pre-encoded constant parts; only the record goes through the JSON encoder."""
+        pre-encoded constant parts; only the record goes through the JSON encoder. Caller-derived values are
+        capped first (`_bound`); a line that would still not fit one CloudWatch event (a field nobody capped)
+        keeps only the outcome, with `audit_truncated` giving the length it had."""
         fields = dict(vars(record))  # shallow: asdict's deep copy costs more than the rest of the record
         extra = fields.pop("extra")
         if extra:
             fields.update(extra)
         _bound(fields)
         now = self._clock()
+        text = self._assemble(record, fields, now)
+        if len(text) >= CLOUDWATCH_EVENT_BYTES:  # the line is ASCII (ensure_ascii): its length is its size
+            kept = {key: fields[key] for key in _KEPT_WHOLE}
+            text = self._assemble(record, {**kept, "audit_truncated": len(text)}, now)
+        return text
+
+    def _assemble(self, record: AuditRecord, fields: dict[str, Any], now: float) -> str:
         trace = os.environ.get(_TRACE_ENV)
         trace_field = f',"xray_trace_id":{_quote(trace.split(";", 1)[0].removeprefix("Root="))}' if trace else ""
         return (
@@ -119,17 +144,42 @@ class Auditor:
 
 
 def _bound(fields: dict[str, Any]) -> None:
-    """Cap what callers choose (names, ids) so one request cannot write an unbounded line: CloudWatch cuts
-    events at 256 KB, which would break the JSON and lose the metrics riding on it."""
-    for key in ("method", "tool", "rpc_id", "mcp_session_id"):
+    """Cap every caller-derived value in place, with a marker giving what was cut: strings at `MAX_TEXT`
+    characters (`detail` at `MAX_DETAIL`) as `<kept>...(+N chars)`, integer ids beyond `MAX_TEXT` digits as such
+    text, lists at `MAX_NAMES` entries and `MAX_LIST_BYTES` of JSON, each entry capped, then `...(+N more)`.
+    Worst case (every string of non-BMP characters, 12 JSON bytes each): under 200 KB, within one CloudWatch event.
+    Short values (the common case) are checked with one `len` each and left as they are."""
+    for key in _TEXT_FIELDS:
         value = fields[key]
-        if isinstance(value, str) and len(value) > MAX_TEXT:
-            fields[key] = _clip(value)
-    for key in ("argument_names", "spoofed_arguments"):
-        names = fields[key]
-        if len(names) > MAX_NAMES or any(len(name) > MAX_TEXT for name in names):
-            fields[key] = [_clip(name) for name in names[:MAX_NAMES]]
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                fields[key] = _clip(value)
+        elif isinstance(value, int) and not -_BIG_INT < value < _BIG_INT:
+            fields[key] = _clip(str(value))
+    detail = fields["detail"]
+    if detail is not None and len(detail) > MAX_DETAIL:
+        fields["detail"] = _clip(detail, MAX_DETAIL)
+    for key in _LIST_FIELDS:
+        names = fields.get(key)
+        if names and (len(names) > MAX_NAMES or sum(map(len, names)) > MAX_TEXT):
+            fields[key] = _clip_names(names)
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}...(+{len(text) - MAX_TEXT} chars)"
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}...(+{len(text) - limit} chars)"
+
+
+def _clip_names(names: list[str]) -> list[str]:
+    """The first names that fit `MAX_NAMES` entries and `MAX_LIST_BYTES` of JSON, each capped, then a marker
+    counting the rest."""
+    kept: list[str] = []
+    size = 0
+    for name in names:
+        clipped = _clip(name)
+        size += len(_quote(clipped)) + 1
+        if len(kept) == MAX_NAMES or size > MAX_LIST_BYTES:
+            break
+        kept.append(clipped)
+    if len(kept) < len(names):
+        kept.append(f"...(+{len(names) - len(kept)} more)")
+    return kept

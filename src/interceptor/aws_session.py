@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,18 +16,13 @@ from functools import cached_property
 from typing import Any
 
 from interceptor import sts_names
+from interceptor.errors import Refusal
+from interceptor.lru import LRUDict
+from interceptor.reasons import Reason
 from interceptor.tokens import Identity
 
 REFRESH_MARGIN_S = 300
 CACHE_SIZE = 1024
-
-
-class SessionUnavailable(Exception):
-    """STS refused or could not be reached; `detail` is for logs (an AWS error code, never a secret)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -88,7 +82,7 @@ class SessionBroker:
         self._client_factory = client_factory or _sts_client
         self._client: Any = None
         self._clock = clock
-        self._cache: OrderedDict[tuple[Any, ...], AwsSession] = OrderedDict()
+        self._cache: LRUDict[tuple[Any, ...], AwsSession] = LRUDict(CACHE_SIZE)
         self._lock = threading.Lock()
 
     def wants(self, tool: str) -> bool:
@@ -96,7 +90,8 @@ class SessionBroker:
         return any(fnmatch.fnmatchcase(tool, p) for p in self._patterns)
 
     def session_for(self, identity: Identity, tool: str) -> AwsSession:
-        """A cached or freshly minted session for this human and tool; raises SessionUnavailable.
+        """A cached or freshly minted session for this human and tool; raises `Refusal` (`session_unavailable`:
+        STS refused or could not be reached; the detail is an AWS error code, never a secret).
 
         The cache key is what the session name and tags are computed from (user, roles, tool, cluster), so a
         warm hit skips the mapping work too.
@@ -104,17 +99,14 @@ class SessionBroker:
         key = (identity.user, identity.roles, tool, identity.issuer)
         cached = self._cache.get(key)
         if cached is not None and cached.expires_at - self._clock() > REFRESH_MARGIN_S:
-            self._cache.move_to_end(key)
             return cached
         name = sts_names.session_name(identity.user)
         try:
             tags = sts_names.session_tags(identity.user, identity.roles, tool, identity.issuer)
         except ValueError as exc:
-            raise SessionUnavailable(str(exc)) from None
+            raise Refusal(Reason.SESSION_UNAVAILABLE, str(exc)) from None
         session = self._assume(name, tags)
         self._cache[key] = session
-        if len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
         return session
 
     def _assume(self, name: str, tags: list[dict[str, str]]) -> AwsSession:
@@ -132,7 +124,7 @@ class SessionBroker:
             )
         except Exception as exc:  # botocore ClientError, endpoint and credential errors alike
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            raise SessionUnavailable(f"sts:AssumeRole failed: {code}") from None
+            raise Refusal(Reason.SESSION_UNAVAILABLE, f"sts:AssumeRole failed: {code}") from None
         credentials = response["Credentials"]
         return AwsSession(
             role_arn=self._role_arn,

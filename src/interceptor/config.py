@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from interceptor.errors import Problems
 from interceptor.methods import UNCOVERED
 
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
@@ -25,14 +26,6 @@ class Mode(StrEnum):
 
     ENFORCE = "enforce"
     LOG_ONLY = "log_only"
-
-
-class ConfigError(Exception):
-    """One or more settings are missing or invalid; `problems` names each one."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -61,7 +54,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Read and validate settings; raise ConfigError listing every problem."""
+        """Read and validate settings; raise `Problems` (`misconfigured`) listing every one."""
         problems: list[str] = []
         issuer = _issuer(env.get("TELEPORT_ISSUER", ""), problems)
         audience = env.get("TELEPORT_AUDIENCE", "").strip()
@@ -95,7 +88,7 @@ class Settings:
             forward_uncovered_methods=_uncovered_methods(env.get("FORWARD_UNCOVERED_METHODS", ""), problems),
         )
         if problems:
-            raise ConfigError(problems)
+            raise Problems(problems)
         return settings
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interceptor import methods, protocol
+from interceptor.errors import Refusal
 from interceptor.reasons import Reason
-from interceptor.tokens import AuthError
 
 OUTPUT_VERSION = "1.0"
 TOOLS_CALL = "tools/call"
@@ -34,13 +34,12 @@ _METHOD_DETAIL = {
 }
 
 
-class MalformedEvent(Exception):
-    """The event or its JSON-RPC body cannot be served; `rpc_id` is echoed when it could be read."""
+class MalformedEvent(Refusal):
+    """The event or its JSON-RPC body cannot be served: a refusal that also says which id to echo (`rpc_id`,
+    when it could be read) and under which key to answer (`target_kind`: `http` for HTTP-target events)."""
 
     def __init__(self, reason: Reason, detail: str, rpc_id: Any = None, target_kind: str = "mcp") -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
         self.rpc_id = rpc_id
         self.target_kind = target_kind
 
@@ -158,7 +157,7 @@ def compact_token(token: str) -> str:
     """`token` if it is exactly one JWS compact serialization: three non-empty base64url segments without
     padding or whitespace. PyJWT tolerates trailing `=`; one accepted spelling per token keeps it simple."""
     if not _COMPACT_JWS.fullmatch(token):
-        raise AuthError(Reason.TOKEN_MALFORMED, "token is not three base64url segments without padding")
+        raise Refusal(Reason.TOKEN_MALFORMED, "token is not three base64url segments without padding")
     return token
 
 

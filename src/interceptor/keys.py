@@ -24,7 +24,9 @@ from jwt.algorithms import RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
 from interceptor.config import check_fetch_url
+from interceptor.errors import InterceptorError, Refusal
 from interceptor.logs import SERVICE
+from interceptor.reasons import Reason
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -37,12 +39,9 @@ READ_CHUNK = 16 * 1024
 Clock = Callable[[], float]
 
 
-class FetchError(Exception):
-    """The identity provider could not be read; the message is for logs (no secrets in it)."""
-
-
-class IdpUnavailable(Exception):
-    """No verification keys are known and none could be fetched."""
+class FetchError(InterceptorError):
+    """The identity provider could not be read; the message is for logs (no secrets in it). Internal: a failed
+    load keeps the last-good keys, and no keys at all is the refusal `idp_unavailable`."""
 
 
 @dataclass(frozen=True)
@@ -186,11 +185,12 @@ class KeyStore:
         self._lock = threading.Lock()
 
     def candidates(self, kid: str | None) -> Sequence[VerificationKey]:
-        """Keys that may have signed a token: the one named by `kid`, or all of them when there is no `kid`."""
+        """Keys that may have signed a token: the one named by `kid`, or all of them when there is no `kid`;
+        `Refusal` (`idp_unavailable`) when no key is known and none could be fetched."""
         if self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl_s:
             self._refresh()
         if not self._keys:
-            raise IdpUnavailable("no verification keys")
+            raise Refusal(Reason.IDP_UNAVAILABLE, "no verification keys")
         if kid is None:
             return self._keys
         return [k for k in self._keys if k.kid == kid]

@@ -19,7 +19,6 @@ unknown entity, are evaluated one by one), and results are cached per caller.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,17 +26,20 @@ from typing import Any
 import cedarpy
 
 from interceptor.contract import TOOLS_CALL, McpRequest
+from interceptor.errors import Refusal
+from interceptor.lru import LRUDict
 from interceptor.policy import ENTITY_CACHE_SIZE, TOOL_SEPARATOR, PolicyEngine, PolicyGroup
+from interceptor.reasons import Reason
 from interceptor.tokens import Identity
 
 TOOLS_LIST = "tools/list"
 SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
-HIDDEN_NAMES_AUDITED = 100
 UNNAMED = "<unnamed>"
 
 
-class Unfilterable(Exception):
+def _unfilterable(why: str) -> Refusal:
     """A response that should carry tools but whose tool list cannot be read: it must not reach the caller."""
+    return Refusal(Reason.INTERNAL_ERROR, f"tool list response cannot be filtered: {why}")
 
 
 def lists_tools(request: McpRequest) -> bool:
@@ -85,11 +87,12 @@ class Filtered:
     dropped_items: int = 0
 
     def audit_fields(self, policy_set: str) -> dict[str, Any]:
-        """Who-saw-what for the audit record: counts, the hidden names (capped), the policy set's digest."""
+        """Who-saw-what for the audit record: counts, the hidden names (capped with the record, `audit.py`), the
+        policy set's digest."""
         return {
             "tools_kept": len(self.kept),
             "tools_hidden": len(self.hidden),
-            "hidden_tools": self.hidden[:HIDDEN_NAMES_AUDITED],
+            "hidden_tools": self.hidden,
             "content_dropped": self.dropped_items,
             "policy_set": policy_set,
         }
@@ -98,23 +101,24 @@ class Filtered:
 def filter_response(body: Any, visible: frozenset[str]) -> Filtered:
     """Keep only the `visible` tools in `result.tools`, `result.structuredContent.tools` and the JSON tool lists
     in `result.content[].text`; everything else (nextCursor, annotations, order, other keys) is kept. A content
-    item that may name a gateway tool but holds no readable tool list is dropped. The input is not modified."""
+    item that may name a gateway tool but holds no readable tool list is dropped. The input is not modified.
+    A list that cannot be read is refused (`internal_error`)."""
     if isinstance(body, str):
         try:
             parsed = json.loads(body)
         except ValueError:
-            raise Unfilterable("response body is not JSON") from None
+            raise _unfilterable("response body is not JSON") from None
         out = filter_response(parsed, visible)
         out.body = json.dumps(out.body)
         return out
     if not isinstance(body, Mapping):
-        raise Unfilterable("response body is not a JSON-RPC object")
+        raise _unfilterable("response body is not a JSON-RPC object")
     out = Filtered(body)
     if "result" not in body:
         return out
     result = body["result"]
     if not isinstance(result, Mapping):
-        raise Unfilterable("result is not an object")
+        raise _unfilterable("result is not an object")
     filtered = dict(result)
     if "tools" in result:
         filtered["tools"] = _tools(result["tools"], visible, out)
@@ -129,7 +133,7 @@ def filter_response(body: Any, visible: frozenset[str]) -> Filtered:
 
 def _tools(tools: Any, visible: frozenset[str], out: Filtered) -> list[Any]:
     if not isinstance(tools, list):
-        raise Unfilterable("a tools value is not a list")
+        raise _unfilterable("a tools value is not a list")
     kept = []
     for tool in tools:
         name = tool.get("name") if isinstance(tool, Mapping) else None
@@ -144,7 +148,7 @@ def _tools(tools: Any, visible: frozenset[str], out: Filtered) -> list[Any]:
 def _content(items: Any, visible: frozenset[str], out: Filtered) -> list[Any]:
     """Semantic search answers with tool JSON in text items; filter those, drop what cannot be read."""
     if not isinstance(items, list):
-        raise Unfilterable("result.content is not a list")
+        raise _unfilterable("result.content is not a list")
     kept = []
     for item in items:
         parsed = _json_object(item.get("text")) if isinstance(item, Mapping) else None
@@ -196,7 +200,7 @@ class ToolLister:
         # grouped tools with some permit: what the rule shows if every permit may hold and no forbid surely does
         self._permitted = self._decide(set(), {i for i in self._targets if self._policies[i].effect == "permit"})
         self._probe_tool = min(self._grouped, default="")  # any grouped tool: probe forms ignore the action
-        self._cache: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
+        self._cache: LRUDict[tuple[Any, ...], frozenset[str]] = LRUDict(ENTITY_CACHE_SIZE)
 
     def visible(self, identity: Identity) -> frozenset[str]:
         """The tools `identity` may see (callers repeat: Teleport reuses a token per MCP session)."""
@@ -205,10 +209,6 @@ class ToolLister:
         if tools is None:
             tools = self._compute(identity)
             self._cache[key] = tools
-            if len(self._cache) > ENTITY_CACHE_SIZE:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
         return tools
 
     def _compute(self, identity: Identity) -> frozenset[str]:

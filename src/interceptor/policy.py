@@ -3,11 +3,13 @@
 The model (documented in the README): principal `Teleport::User::"<username>"` in one `Teleport::Role` per
 Teleport role, with attributes `name` and `bot` and one `Set<String>` tag per trait; action
 `Teleport::Action::"<target>___<tool>"` inside the action group `Teleport::Action::"<target>"`; resource
-`Teleport::Gateway::"agentcore"`; `context.input` = the tool arguments, typed by the schema.
+`Teleport::Gateway::"agentcore"`; `context.input` = the tool arguments, typed by the schema (`cedar_input`: a
+null optional argument is absent, JSON numbers become `Long` or `decimal` when exact, anything else is refused).
 
 A policy set is compiled once (`compile_policies`): validated strictly against the schema, then indexed by action
 (which tools each policy's action scope matches, from Cedar's own action hierarchy) and by principal (which
-callers its principal scope can match, for tool listing). `teleport-policy build` writes the compiled set next to
+callers its principal scope can match, for tool listing), and each tool's input type is read from Cedar's schema
+(what `cedar_input` types arguments by). `teleport-policy build` writes the compiled set next to
 the policies (`policies.bundle.json`) under a digest of the policy files, the schema, the cedarpy version, the
 bundle format and this module's source. The engine loads a bundle only when the digest of what it reads matches;
 otherwise it compiles at init (strict validation: slower, never an unvalidated set). A tool's policies are parsed
@@ -21,14 +23,16 @@ import importlib.metadata
 import json
 import re
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import cedarpy
 
+from interceptor.errors import Problems, Refusal
+from interceptor.lru import LRUDict
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
 from tool_identity import tool_arguments
@@ -40,22 +44,31 @@ ACTION_TYPE = f"{NAMESPACE}::Action"
 GATEWAY = {"type": f"{NAMESPACE}::Gateway", "id": "agentcore"}
 SCHEMA_FILE = "schema.cedarschema"
 BUNDLE_FILE = "policies.bundle.json"
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
 TOOL_SEPARATOR = "___"
 ENTITY_CACHE_SIZE = 256
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1  # Cedar's Long; its decimal is a Long count of 1/10,000ths
+DECIMAL_SCALE = 10_000
+_MAX_EXPONENT = 40  # beyond 10**40 or below 10**-40: no Long or decimal (a Long has 19 digits, a decimal 4 places)
 # Cedar prints a canonical schema with one `action "<name>" [in [<parents>]] (appliesTo {|;)` per line;
 # tools are the actions with `appliesTo`. (Which groups a tool is in is read from Cedar's entity store.)
-_ACTION = re.compile(r'^\s*action "((?:[^"\\]|\\.)*)"(?: in \[[^\]]*\])?( appliesTo \{|;)', re.MULTILINE)
+_ACTION = re.compile(r'^\s*action ("(?:[^"\\]|\\.)*")(?: in \[[^\]]*\])?( appliesTo \{|;)', re.MULTILINE)
+_TOKEN = re.compile(r'\s*("(?:[^"\\]|\\.)*"|::|[A-Za-z_][A-Za-z0-9_]*|\S)')
+_RUST_UNESCAPE = re.compile(r"\\(u\{([0-9a-fA-F]{1,6})\}|.)", re.DOTALL)
 _NO_TEMPLATES: dict[str, Any] = {"templates": {}, "templateLinks": []}
 _WIDENED = {"op": "All"}
 
+# A Cedar type as `cedar_input` needs it, in JSON (bundles hold one per tool): a type name ("Long", "decimal",
+# "String", ...), {"set": <element>} or {"attrs": {<name>: <type>}, "optional": [<names>]}. OPAQUE: a type the
+# schema names but this reader does not resolve (an alias, an entity); its values reach Cedar unchanged.
+type Shape = str | dict[str, Any]
+OPAQUE = "opaque"
 
-class PolicySetInvalid(Exception):
+
+class PolicySetInvalid(Problems):
     """Policies or schema failed to load or validate; `problems` says where and why (for the logs)."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
+    reason = Reason.POLICY_SET_INVALID
 
 
 @dataclass(frozen=True)
@@ -120,9 +133,14 @@ class CompiledSet:
 
     digest: str
     files: tuple[str, ...]
-    tools: tuple[str, ...]
+    inputs: Mapping[str, Shape]  # every tool -> the Cedar type of its `context.input` (see `cedar_input`)
     callable: frozenset[str]  # tools the schema lets a User call at the Gateway (others always fail to build)
     policies: tuple[CompiledPolicy, ...]
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """Every tool the schema declares, sorted."""
+        return tuple(sorted(self.inputs))
 
     def to_json(self) -> str:
         """The bundle file's text: deterministic, so `teleport-policy build --check` can compare it."""
@@ -130,7 +148,7 @@ class CompiledSet:
             "format": BUNDLE_FORMAT,
             "digest": self.digest,
             "files": list(self.files),
-            "tools": list(self.tools),
+            "inputs": dict(sorted(self.inputs.items())),
             "callable": sorted(self.callable),
             "policies": [asdict(policy) for policy in self.policies],
         }
@@ -154,7 +172,10 @@ class CompiledSet:
                 )
                 for policy in body["policies"]
             )
-            return cls(digest, tuple(body["files"]), tuple(body["tools"]), frozenset(body["callable"]), policies)
+            inputs = body["inputs"]
+            if not isinstance(inputs, dict):
+                return None
+            return cls(digest, tuple(body["files"]), inputs, frozenset(body["callable"]), policies)
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -207,13 +228,14 @@ def compile_policies(source: PolicySource, schema: cedarpy.Schema) -> CompiledSe
     """Validate every file strictly against the schema and index the set (ignores any bundle in `source`).
     Strict validation costs Cedar time in policies x tools: this is build-time work, or init without a bundle."""
     policies = validated_policies(source, schema)
-    tools = schema_tools(schema)
+    inputs = tool_inputs(schema)
+    tools = frozenset(inputs)
     static = static_entities(schema)
     members = tool_members(static, tools)
     return CompiledSet(
         bundle_digest(source),
         tuple(source.files),
-        tuple(sorted(tools)),
+        inputs,
         frozenset(tool for tool in tools if _callable_by_users(tool, schema, static)),
         tuple(_compiled(policy_id, policy, tools, members) for policy_id, policy in policies.items()),
     )
@@ -245,12 +267,23 @@ def _parsed(text: str) -> dict[str, Any]:
     return policies
 
 
-def schema_tools(schema: cedarpy.Schema) -> frozenset[str]:
-    """The actions that are tools (declared with `appliesTo`), read from Cedar's canonical schema text."""
-    try:
-        return frozenset(json.loads(f'"{name}"') for name, kind in _ACTION.findall(str(schema)) if kind != ";")
-    except ValueError:
-        raise PolicySetInvalid(["schema: an action name cannot be read back from Cedar's schema text"]) from None
+def tool_inputs(schema: cedarpy.Schema) -> dict[str, Shape]:
+    """The actions that are tools (declared with `appliesTo`) and the Cedar type of each one's `context.input`,
+    read from Cedar's canonical schema text (cedarpy offers no other view of a schema)."""
+    text = str(schema)
+    inputs: dict[str, Shape] = {}
+    for match in _ACTION.finditer(text):
+        if match.group(2) == ";":
+            continue
+        try:
+            tool = _unquote(match.group(1))
+            applies_to = _SchemaReader(text, match.end()).record()
+        except ValueError:
+            raise PolicySetInvalid(["schema: a tool's declaration cannot be read from Cedar's schema text"]) from None
+        context = applies_to["attrs"].get("context")
+        record = context.get("attrs") if isinstance(context, dict) else None
+        inputs[tool] = record.get("input", OPAQUE) if record is not None else OPAQUE
+    return inputs
 
 
 def tool_members(static: cedarpy.Entities, tools: frozenset[str]) -> dict[tuple[str, str], set[str]]:
@@ -354,6 +387,163 @@ def _matched_tools(
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Arguments as Cedar sees them
+
+
+class Untypable(Refusal):
+    """An argument Cedar cannot hold as the type the schema gives it (`policy_error`). The message names the
+    argument, never its value (it is logged and audited)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.POLICY_ERROR, detail)
+
+
+def cedar_input(arguments: Mapping[str, Any], shape: Shape) -> Any:
+    """`context.input` for a call: the arguments typed by the tool's input type. JSON has null and one kind of
+    number, Cedar neither: a null optional argument is absent (how MCP SDKs publish optional arguments); a number
+    becomes a `Long` when it is an integer (5.0 too: JSON Schema's `integer` admits it) or a `decimal` when it has
+    at most 4 decimal places, both within 64 bits. Anything else raises `Untypable`, or reaches Cedar as sent and
+    fails its strict check: policies never see a value they cannot type."""
+    return _typed(arguments, shape, "")
+
+
+def _typed(value: Any, shape: Shape, path: str) -> Any:
+    if value is None:
+        raise Untypable(f"argument {path!r} is null where the tool's schema requires a value")
+    if shape == "Long":
+        return _long(value, path)
+    if shape == "decimal":
+        return _decimal(value, path)
+    if isinstance(shape, dict) and "set" in shape and isinstance(value, list):
+        return [_typed(item, shape["set"], f"{path}[]") for item in value]
+    if isinstance(shape, dict) and "attrs" in shape and isinstance(value, Mapping):
+        attrs, optional = shape["attrs"], shape["optional"]
+        return {
+            name: _typed(item, attrs[name], f"{path}.{name}" if path else name) if name in attrs else item
+            for name, item in value.items()
+            if not (item is None and name in optional)  # null = absent, for an attribute that may be absent
+        }
+    return value  # Cedar checks it against the schema (an undeclared or mistyped value fails to build)
+
+
+def _long(value: Any, path: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return value
+    numerator, denominator = _exact(value, path)
+    if denominator != 1 or not LONG_MIN <= numerator <= LONG_MAX:
+        raise Untypable(f"argument {path!r} is not an integer a Cedar Long holds (64-bit)")
+    return numerator
+
+
+def _decimal(value: Any, path: str) -> dict[str, Any]:
+    """Cedar's JSON for a decimal. Only numbers: Cedar itself would read the string "1.5" as decimal("1.5"), a
+    value the tool receives as a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise Untypable(f"argument {path!r} is not a number")
+    numerator, denominator = _exact(value, path)
+    scaled, rest = divmod(numerator * DECIMAL_SCALE, denominator)
+    if rest or not LONG_MIN <= scaled <= LONG_MAX:
+        raise Untypable(
+            f"argument {path!r} is not a number a Cedar decimal holds exactly "
+            "(at most 4 decimal places, at most 922337203685477.5807 in size)"
+        )
+    whole, fraction = divmod(abs(scaled), DECIMAL_SCALE)
+    text = f"{'-' if scaled < 0 else ''}{whole}.{f'{fraction:04d}'.rstrip('0') or '0'}"
+    return {"__extn": {"fn": "decimal", "arg": text}}
+
+
+def _exact(value: int | float | Decimal, path: str) -> tuple[int, int]:
+    """The number as a fraction in lowest terms. A float is read as the shortest decimal that is that float (its
+    `repr`, what the JSON text said), not as its binary value: 0.1 is one tenth."""
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    # NaN and infinities (strict JSON has none, a Python caller might); no Long or decimal is nearly this long, and
+    # an exponent like 1e-999999999 would cost a billion-digit fraction.
+    if not number.is_finite() or abs(number.adjusted()) > _MAX_EXPONENT:
+        raise Untypable(f"argument {path!r} is not a number Cedar can hold")
+    return number.as_integer_ratio()
+
+
+class _SchemaReader:
+    """Types in Cedar's canonical schema text, read from one position: records (`{a: T, "b c"?: T}`), `Set<T>`,
+    names; lists of entity types (`[User]`, in `appliesTo`) and annotations are skipped."""
+
+    def __init__(self, text: str, position: int) -> None:
+        self._text, self._position = text, position
+
+    def _next(self) -> str:
+        match = _TOKEN.match(self._text, self._position)
+        if match is None:
+            raise ValueError("schema text ends inside a type")
+        self._position = match.end()
+        return match.group(1)
+
+    def _peek(self) -> str:
+        match = _TOKEN.match(self._text, self._position)
+        return match.group(1) if match else ""
+
+    def _expect(self, word: str) -> None:
+        if self._next() != word:
+            raise ValueError(f"expected {word!r} in schema text")
+
+    def record(self) -> dict[str, Any]:
+        """A record's attributes, after its opening `{`."""
+        attrs: dict[str, Shape] = {}
+        optional: list[str] = []
+        while (word := self._next()) != "}":
+            while word == "@":  # an annotation: @name or @name("text")
+                self._next()
+                if self._peek() == "(":
+                    self._expect("(")
+                    self._next()
+                    self._expect(")")
+                word = self._next()
+            name = _unquote(word) if word.startswith('"') else word
+            if self._peek() == "?":
+                self._next()
+                optional.append(name)
+            self._expect(":")
+            attrs[name] = self.type()
+            if self._peek() == ",":
+                self._next()
+        return {"attrs": attrs, "optional": optional}
+
+    def type(self) -> Shape:
+        word = self._next()
+        if word == "{":
+            return self.record()
+        if word == "[":  # entity types a scope applies to
+            while self._next() != "]":
+                pass
+            return OPAQUE
+        if not word[0].isalpha() and word[0] != "_":
+            raise ValueError(f"unexpected {word!r} in schema text")
+        while self._peek() == "::":
+            self._next()
+            word += "::" + self._next()
+        if self._peek() == "<":
+            self._next()
+            element = self.type()
+            self._expect(">")
+            return {"set": element} if word in {"Set", "__cedar::Set"} else OPAQUE
+        return word.removeprefix("__cedar::")
+
+
+def _unquote(word: str) -> str:
+    """A string as Cedar prints it (Rust's `escape_debug`, the inverse of `cedar_uid`'s rendering)."""
+    if len(word) < 2 or word[0] != '"' or word[-1] != '"':
+        raise ValueError("not a quoted string")
+
+    def unescape(match: re.Match[str]) -> str:
+        if match.group(2) is not None:
+            return chr(int(match.group(2), 16))
+        if match.group(1) not in _RUST_UNESCAPES:
+            raise ValueError("unknown escape in schema text")
+        return _RUST_UNESCAPES[match.group(1)]
+
+    return _RUST_UNESCAPE.sub(unescape, word[1:-1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Evaluating
 
 
@@ -397,7 +587,7 @@ class PolicyEngine:
                 for tool in policy.tools:
                     self._own[tool].append(index)
         self._groups: dict[str, PolicyGroup] = {}
-        self._principals: OrderedDict[tuple[Any, ...], cedarpy.Entities] = OrderedDict()
+        self._principals: LRUDict[tuple[Any, ...], cedarpy.Entities] = LRUDict(ENTITY_CACHE_SIZE)
 
     @classmethod
     def load(cls, folder: Path) -> PolicyEngine:
@@ -409,11 +599,16 @@ class PolicyEngine:
         group = self._group(tool)
         if group is None:
             return Decision(False, Reason.TOOL_UNKNOWN)
+        try:
+            # Policies never see reserved names, nor a value the schema cannot type.
+            typed = cedar_input(tool_arguments(arguments), self.compiled.inputs[tool])
+        except Untypable as exc:
+            return Decision(False, Reason.POLICY_ERROR, errors=(str(exc),))
         request = {
             "principal": {"type": USER_TYPE, "id": identity.user},
             "action": {"type": ACTION_TYPE, "id": tool},
             "resource": GATEWAY,
-            "context": {"input": tool_arguments(arguments)},  # policies never see reserved names
+            "context": {"input": typed},
         }
         result = cedarpy.is_authorized(request, group.policies, self._entities(identity), self._schema)
         diagnostics = result.diagnostics
@@ -446,10 +641,6 @@ class PolicyEngine:
         if entities is None:
             entities = self._static.with_added_json_str(json.dumps(principal_entities(identity)))
             self._principals[key] = entities
-            if len(self._principals) > ENTITY_CACHE_SIZE:
-                self._principals.popitem(last=False)
-        else:
-            self._principals.move_to_end(key)
         return entities
 
     def _describe_error(self, error: str, group: PolicyGroup) -> str:
@@ -518,6 +709,7 @@ def cedar_uid(entity_type: str, entity_id: str) -> str:
 
 
 _RUST_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n", "\\": "\\\\", '"': '\\"', "'": "\\'", "\0": "\\0"}
+_RUST_UNESCAPES = {escaped[1:]: char for char, escaped in _RUST_ESCAPES.items()}
 
 
 def policy_set_digest(source: PolicySource) -> str:

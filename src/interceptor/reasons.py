@@ -14,7 +14,10 @@ from typing import NamedTuple
 class Reason(StrEnum):
     """Why a request was allowed or refused."""
 
+    # Not refusals: the request goes on, or the target's answer comes back.
     ALLOWED = "allowed"
+    PASSTHROUGH = "passthrough"  # RESPONSE phase: an answer that holds no tool list, returned unchanged
+    TOOLS_FILTERED = "tools_filtered"  # RESPONSE phase: a tool list, filtered for the verified caller
     # Configuration and server-side state (the caller cannot fix these).
     MISCONFIGURED = "misconfigured"
     POLICY_SET_INVALID = "policy_set_invalid"
@@ -48,6 +51,8 @@ class Reason(StrEnum):
 
 MESSAGES: dict[Reason, str] = {
     Reason.ALLOWED: "allowed by policy",
+    Reason.PASSTHROUGH: "the target's answer, returned unchanged",
+    Reason.TOOLS_FILTERED: "the tool list, filtered to the tools this caller may call",
     Reason.MISCONFIGURED: "the interceptor is misconfigured; an administrator must check its settings and logs",
     Reason.POLICY_SET_INVALID: "policy set invalid; an administrator must fix the Cedar policies (see the logs)",
     Reason.IDP_UNAVAILABLE: "identity provider unavailable: Teleport's signing keys could not be fetched; "
@@ -98,17 +103,21 @@ UNAUTHORIZED = -31001
 
 class Answer(NamedTuple):
     """How a reason is answered: the HTTP status, and the JSON-RPC error code (None: not a JSON-RPC error but
-    an `isError` tool result the agent can explain, or, for `allowed`, the forwarded call)."""
+    an `isError` tool result the agent can explain, or, for the reasons that are not refusals, the forwarded call
+    or the target's own answer with its own status)."""
 
     status: int
     rpc_code: int | None
 
 
+_THROUGH = Answer(200, None)
 _TOOL_RESULT = Answer(200, None)
 _UNAUTHORIZED = Answer(401, UNAUTHORIZED)
 
 ANSWERS: dict[Reason, Answer] = {
-    Reason.ALLOWED: Answer(200, None),
+    Reason.ALLOWED: _THROUGH,
+    Reason.PASSTHROUGH: _THROUGH,
+    Reason.TOOLS_FILTERED: _THROUGH,
     Reason.MISCONFIGURED: Answer(500, INTERNAL),
     Reason.POLICY_SET_INVALID: Answer(500, INTERNAL),
     Reason.IDP_UNAVAILABLE: Answer(503, INTERNAL),

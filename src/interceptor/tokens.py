@@ -14,14 +14,15 @@ import hashlib
 import json
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jwt.algorithms import RSAAlgorithm
 
+from interceptor.errors import Refusal
 from interceptor.keys import PINNED_ALG, KeyStore
+from interceptor.lru import LRUDict
 from interceptor.reasons import Reason
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -31,15 +32,6 @@ REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")  # base64url without padding (RFC 7515 compact serialization)
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
-
-
-class AuthError(Exception):
-    """Authentication refused; `detail` is for logs and never contains the token."""
-
-    def __init__(self, reason: Reason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -62,14 +54,14 @@ def bearer_token(headers: Mapping[str, Any]) -> str:
     """The single bearer token in the `Authorization` header (name and scheme case-insensitive)."""
     values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization"]
     if not values:
-        raise AuthError(Reason.TOKEN_MISSING, "no Authorization header")
+        raise Refusal(Reason.TOKEN_MISSING, "no Authorization header")
     if len(values) > 1 or not isinstance(values[0], str):
-        raise AuthError(Reason.TOKEN_MALFORMED, "more than one Authorization header")
+        raise Refusal(Reason.TOKEN_MALFORMED, "more than one Authorization header")
     parts = values[0].split()
     if not parts or parts[0].lower() != "bearer":
-        raise AuthError(Reason.TOKEN_MISSING, "Authorization header is not a Bearer credential")
+        raise Refusal(Reason.TOKEN_MISSING, "Authorization header is not a Bearer credential")
     if len(parts) != 2:
-        raise AuthError(Reason.TOKEN_MALFORMED, "Authorization header must hold exactly one token")
+        raise Refusal(Reason.TOKEN_MALFORMED, "Authorization header must hold exactly one token")
     return parts[1]
 
 
@@ -93,27 +85,23 @@ class TokenVerifier:
         self._audience = audience
         self._keys = keys
         self._leeway_s = leeway_s
-        self._cache_size = cache_size
         self._clock = clock
-        self._cache: OrderedDict[bytes, Identity] = OrderedDict()
+        self._cache: LRUDict[bytes, Identity] = LRUDict(cache_size)  # 0: nothing is kept
 
     def verify(self, token: str) -> Identity:
-        """Return the token's identity or raise AuthError with the reason to report."""
+        """Return the token's identity or raise `Refusal` with the reason to report (the only exception it
+        raises: an identity provider that cannot be reached is `idp_unavailable`)."""
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
-            raise AuthError(Reason.TOKEN_MALFORMED, "token larger than 16 KiB or not ASCII")
+            raise Refusal(Reason.TOKEN_MALFORMED, "token larger than 16 KiB or not ASCII")
         digest = hashlib.sha256(token.encode()).digest()
         cached = self._cache.get(digest)
         if cached is not None:
             if self._clock() < cached.expires_at + self._leeway_s:
-                self._cache.move_to_end(digest)
                 return cached
             del self._cache[digest]
-            raise AuthError(Reason.TOKEN_EXPIRED, "cached token expired")
+            raise Refusal(Reason.TOKEN_EXPIRED, "cached token expired")
         identity = self._verify_uncached(token)
-        if self._cache_size:
-            self._cache[digest] = identity
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache[digest] = identity
         return identity
 
     def _verify_uncached(self, token: str) -> Identity:
@@ -126,18 +114,18 @@ class TokenVerifier:
         """Header and issuer checks that need no key, so bad tokens never trigger a JWKS fetch."""
         header = jws.header
         if header.get("alg") != PINNED_ALG:
-            raise AuthError(Reason.ALGORITHM_NOT_ALLOWED, "token alg is not RS256")
+            raise Refusal(Reason.ALGORITHM_NOT_ALLOWED, "token alg is not RS256")
         if "crit" in header:
-            raise AuthError(Reason.TOKEN_MALFORMED, "token has a crit header")
+            raise Refusal(Reason.TOKEN_MALFORMED, "token has a crit header")
         if str(header.get("cty", "")).upper() == "JWT":
-            raise AuthError(Reason.TOKEN_MALFORMED, "nested JWT refused")
+            raise Refusal(Reason.TOKEN_MALFORMED, "nested JWT refused")
         if header.get("b64", True) is not True:
-            raise AuthError(Reason.TOKEN_MALFORMED, "unencoded (b64) payloads refused")
+            raise Refusal(Reason.TOKEN_MALFORMED, "unencoded (b64) payloads refused")
         kid = header.get("kid")
         if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_CHARS):
-            raise AuthError(Reason.TOKEN_MALFORMED, "token kid is not a short string")
+            raise Refusal(Reason.TOKEN_MALFORMED, "token kid is not a short string")
         if jws.claims.get("iss") != self._issuer:
-            raise AuthError(Reason.ISSUER_MISMATCH, "token iss differs from TELEPORT_ISSUER")
+            raise Refusal(Reason.ISSUER_MISMATCH, "token iss differs from TELEPORT_ISSUER")
         return kid
 
     def _verify_signature(self, jws: _Jws, kid: str | None) -> None:
@@ -148,29 +136,29 @@ class TokenVerifier:
                     return
             if attempt == 0 and not self._keys.refresh_after_miss():
                 break
-        raise AuthError(Reason.SIGNATURE_INVALID, "no Teleport key verifies the token signature")
+        raise Refusal(Reason.SIGNATURE_INVALID, "no Teleport key verifies the token signature")
 
     def _identity(self, claims: dict[str, Any]) -> Identity:
         """Strict claims of a signed token: what `jwt.decode` checked (required, time, audience) and more."""
         if any(claims.get(c) is None for c in REQUIRED_CLAIMS):
-            raise AuthError(Reason.CLAIMS_INVALID, "iss, aud, exp, iat and sub are required")
+            raise Refusal(Reason.CLAIMS_INVALID, "iss, aud, exp, iat and sub are required")
         if any(not _is_int(claims[c]) for c in ("exp", "iat", "nbf") if c in claims):
-            raise AuthError(Reason.CLAIMS_INVALID, "exp, iat and nbf must be integers")
+            raise Refusal(Reason.CLAIMS_INVALID, "exp, iat and nbf must be integers")
         now = self._clock()
         if claims["iat"] > now + self._leeway_s or claims.get("nbf", 0) > now + self._leeway_s:
-            raise AuthError(Reason.TOKEN_NOT_YET_VALID, "iat or nbf is in the future")
+            raise Refusal(Reason.TOKEN_NOT_YET_VALID, "iat or nbf is in the future")
         if claims["exp"] <= now - self._leeway_s:
-            raise AuthError(Reason.TOKEN_EXPIRED, "token expired")
+            raise Refusal(Reason.TOKEN_EXPIRED, "token expired")
         aud = claims["aud"]
         if aud not in (self._audience, [self._audience]):
-            raise AuthError(Reason.AUDIENCE_MISMATCH, "token audience is not exactly TELEPORT_AUDIENCE")
+            raise Refusal(Reason.AUDIENCE_MISMATCH, "token audience is not exactly TELEPORT_AUDIENCE")
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
-            raise AuthError(Reason.CLAIMS_INVALID, "sub is not a non-empty string")
+            raise Refusal(Reason.CLAIMS_INVALID, "sub is not a non-empty string")
         if "username" in claims and claims["username"] != sub:
-            raise AuthError(Reason.CLAIMS_INVALID, "username differs from sub")
+            raise Refusal(Reason.CLAIMS_INVALID, "username differs from sub")
         if "jti" in claims and not isinstance(claims["jti"], str):
-            raise AuthError(Reason.CLAIMS_INVALID, "jti is not a string")
+            raise Refusal(Reason.CLAIMS_INVALID, "jti is not a string")
         return Identity(
             user=sub,
             roles=_roles(claims.get("roles")),
@@ -194,7 +182,7 @@ class _Jws:
         """Strictly: three segments, canonical unpadded base64url, JSON objects (no NaN/Infinity) in the first two;
         anything else is `token_malformed`."""
         if token.count(".") != 2:
-            raise AuthError(Reason.TOKEN_MALFORMED, "not a three-part JWS (nested JWT or JWE refused)")
+            raise Refusal(Reason.TOKEN_MALFORMED, "not a three-part JWS (nested JWT or JWE refused)")
         signing_input, _, signature = token.rpartition(".")
         header, _, payload = signing_input.partition(".")
         return cls(_json_object(header), _json_object(payload), signing_input.encode(), _b64url(signature))
@@ -204,14 +192,14 @@ def _b64url(segment: str) -> bytes:
     """Canonical unpadded base64url only: other alphabets, padding and non-zero trailing bits are refused, so
     one token has exactly one spelling (the cache key) and no decoder leniency can be played on."""
     if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
-        raise AuthError(Reason.TOKEN_MALFORMED, "token segment is not base64url")
+        raise Refusal(Reason.TOKEN_MALFORMED, "token segment is not base64url")
     standard = (segment + "=" * (-len(segment) % 4)).encode().translate(_TO_STANDARD)
     try:
         raw = binascii.a2b_base64(standard, strict_mode=True)
     except binascii.Error:
-        raise AuthError(Reason.TOKEN_MALFORMED, "token segment is not base64url") from None
+        raise Refusal(Reason.TOKEN_MALFORMED, "token segment is not base64url") from None
     if binascii.b2a_base64(raw, newline=False) != standard:
-        raise AuthError(Reason.TOKEN_MALFORMED, "token segment is not canonical base64url")
+        raise Refusal(Reason.TOKEN_MALFORMED, "token segment is not canonical base64url")
     return raw
 
 
@@ -226,9 +214,9 @@ def _json_object(segment: str) -> dict[str, Any]:
     try:
         value = _JSON.decode(_b64url(segment).decode())
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise AuthError(Reason.TOKEN_MALFORMED, "token header or payload is not JSON") from None
+        raise Refusal(Reason.TOKEN_MALFORMED, "token header or payload is not JSON") from None
     if not isinstance(value, dict):
-        raise AuthError(Reason.TOKEN_MALFORMED, "token header or payload is not a JSON object")
+        raise Refusal(Reason.TOKEN_MALFORMED, "token header or payload is not a JSON object")
     return value
 
 
@@ -240,7 +228,7 @@ def _roles(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(r, str) and r for r in value):
-        raise AuthError(Reason.CLAIMS_INVALID, "roles is not a list of strings")
+        raise Refusal(Reason.CLAIMS_INVALID, "roles is not a list of strings")
     return tuple(dict.fromkeys(value))
 
 
@@ -248,10 +236,10 @@ def _traits(value: Any) -> dict[str, tuple[str, ...]]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise AuthError(Reason.CLAIMS_INVALID, "traits is not a map")
+        raise Refusal(Reason.CLAIMS_INVALID, "traits is not a map")
     traits: dict[str, tuple[str, ...]] = {}
     for name, values in value.items():
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise AuthError(Reason.CLAIMS_INVALID, "a trait is not a list of strings")
+            raise Refusal(Reason.CLAIMS_INVALID, "a trait is not a list of strings")
         traits[name] = tuple(values)
     return traits

@@ -14,8 +14,9 @@ YAML (`policies/tests/*.yaml`), one list item per case:
 
 `teleport-policy expand` writes each YAML file's cases as `<name>.cedartests.json` in Cedar's format
 (`{"name", "request": {principal, action, resource, context}, "entities", "decision", "reason", "num_errors"}`)
-so the Cedar CLI's `run-tests` reads the same cases. Cases run through `PolicyEngine.authorize`, the code path
-of the deployed interceptor.
+so the Cedar CLI's `run-tests` reads the same cases: `context.input` is the arguments as the engine hands them to
+Cedar (`cedar_input`: null optional arguments left out, decimals as Cedar's `__extn` JSON), or as written when the
+engine refuses them. Cases run through `PolicyEngine.authorize`, the code path of the deployed interceptor.
 """
 
 from __future__ import annotations
@@ -23,12 +24,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from interceptor.policy import ACTION_TYPE, GATEWAY, USER_TYPE, Decision, PolicyEngine, principal_entities
+from interceptor.policy import (
+    ACTION_TYPE,
+    GATEWAY,
+    USER_TYPE,
+    Decision,
+    PolicyEngine,
+    Shape,
+    Untypable,
+    cedar_input,
+    principal_entities,
+)
 from interceptor.tokens import Identity
 
 JSON_SUFFIX = ".cedartests.json"
@@ -54,21 +66,41 @@ class Case:
     def run(self, engine: PolicyEngine) -> Decision:
         return engine.authorize(self.identity, self.tool, self.arguments)
 
-    def to_cedar(self) -> dict[str, Any]:
-        """This case in Cedar's run-tests format."""
+    def to_cedar(self, inputs: Mapping[str, Shape]) -> dict[str, Any]:
+        """This case in Cedar's run-tests format; `inputs` are the schema's tool input types."""
         return {
             "name": self.name,
             "request": {
                 "principal": {"type": USER_TYPE, "id": self.identity.user},
                 "action": {"type": ACTION_TYPE, "id": self.tool},
                 "resource": GATEWAY,
-                "context": {"input": dict(self.arguments)},
+                "context": {"input": self._cedar_input(inputs)},
             },
             "entities": [*principal_entities(self.identity), {"uid": GATEWAY, "attrs": {}, "parents": []}],
             "decision": "allow" if self.expect_allow else "deny",
             "reason": list(self.policies),
             "num_errors": self.num_errors,
         }
+
+    def _cedar_input(self, inputs: Mapping[str, Shape]) -> Any:
+        """The arguments as Cedar receives them from the engine; as written when the engine refuses them (the
+        Cedar CLI then refuses them too) or does not know the tool."""
+        try:
+            return cedar_input(self.arguments, inputs[self.tool])
+        except (KeyError, Untypable):
+            return dict(self.arguments)
+
+
+def _from_cedar_value(value: Any) -> Any:
+    """Cedar's JSON for a decimal read back as an exact number (what `cedar_input` wrote it from)."""
+    if isinstance(value, Mapping):
+        extension = value.get("__extn")
+        if len(value) == 1 and isinstance(extension, Mapping) and extension.get("fn") == "decimal":
+            return Decimal(str(extension.get("arg")))
+        return {key: _from_cedar_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_cedar_value(item) for item in value]
+    return value
 
 
 def _strings(value: Any) -> bool:
@@ -119,12 +151,12 @@ def from_cedar(entry: Mapping[str, Any], source: str) -> Case:
             source,
             identity,
             request["action"]["id"],
-            request["context"].get("input", {}),
+            _from_cedar_value(request["context"].get("input", {})),
             entry["decision"] == "allow",
             tuple(entry.get("reason", [])),
             int(entry.get("num_errors", 0)),
         )
-    except (KeyError, TypeError, StopIteration) as exc:
+    except (KeyError, TypeError, StopIteration, ArithmeticError) as exc:
         raise CaseError(f"{source}: case {entry.get('name', '?')!r} is not a run-tests case ({exc})") from None
 
 
@@ -145,8 +177,8 @@ def load_json(path: Path) -> list[Case]:
     return [from_cedar(entry, path.name) for entry in entries]
 
 
-def cedar_text(cases: list[Case]) -> str:
-    return json.dumps([c.to_cedar() for c in cases], indent=2, sort_keys=True) + "\n"
+def cedar_text(cases: list[Case], inputs: Mapping[str, Shape]) -> str:
+    return json.dumps([c.to_cedar(inputs) for c in cases], indent=2, sort_keys=True) + "\n"
 
 
 def json_path(yaml_path: Path) -> Path:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,10 @@ from interceptor.policy import (
     PolicyEngine,
     PolicySetInvalid,
     PolicySource,
+    Shape,
     compile_policies,
     parse_schema,
+    tool_inputs,
 )
 from interceptor.tokens import Identity
 from policy_toolkit import cases as tc
@@ -177,29 +179,35 @@ def cmd_format(args: argparse.Namespace) -> int:
     return 1 if args.check and changed else 0
 
 
-def _load_cases(folder: Path, check_fresh: bool) -> tuple[list[tc.Case], list[str]]:
-    """Every run-tests case in `folder`, and problems (YAML whose JSON is missing or stale)."""
+def _load_cases(folder: Path) -> list[tc.Case]:
+    """Every run-tests case in `folder`."""
+    return [case for path in sorted(folder.glob(f"*{tc.JSON_SUFFIX}")) for case in tc.load_json(path)]
+
+
+def _stale(folder: Path, inputs: Mapping[str, Shape]) -> list[str]:
+    """YAML files in `folder` whose JSON is missing or stale (given the schema's tool `inputs`)."""
     problems = []
     for yaml_path in sorted(folder.glob("*.yaml")):
-        expected = tc.cedar_text(tc.load_yaml(yaml_path))
+        expected = tc.cedar_text(tc.load_yaml(yaml_path), inputs)
         json_file = tc.json_path(yaml_path)
-        if check_fresh and (not json_file.exists() or json_file.read_text(encoding="utf-8") != expected):
+        if not json_file.exists() or json_file.read_text(encoding="utf-8") != expected:
             problems.append(f"{json_file}: missing or older than {yaml_path.name}; run `teleport-policy expand`")
-    loaded = [case for path in sorted(folder.glob(f"*{tc.JSON_SUFFIX}")) for case in tc.load_json(path)]
-    return loaded, problems
+    return problems
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
+    inputs = tool_inputs(parse_schema(PolicySource.read(args.dir)))
     for yaml_path in sorted(args.tests.glob("*.yaml")):
         target = tc.json_path(yaml_path)
-        target.write_text(tc.cedar_text(tc.load_yaml(yaml_path)), encoding="utf-8")
+        target.write_text(tc.cedar_text(tc.load_yaml(yaml_path), inputs), encoding="utf-8")
         _out(f"wrote {target}")
     return 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     engine = PolicyEngine.load(args.dir)
-    loaded, problems = _load_cases(args.tests, check_fresh=True)
+    problems = _stale(args.tests, engine.compiled.inputs)
+    loaded = _load_cases(args.tests)
     failed, covered = 0, set[str]()
     for case in loaded:
         decision = case.run(engine)
@@ -307,7 +315,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             tar.extractall(tmp, filter="data")
         before = PolicyEngine.load(Path(tmp) / folder)
     after = PolicyEngine.load(args.dir)
-    loaded, _ = _load_cases(args.tests, check_fresh=False)
+    loaded = _load_cases(args.tests)
     changed = 0
     for case in loaded:
         old, new = case.run(before), case.run(after)
