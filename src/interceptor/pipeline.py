@@ -103,8 +103,9 @@ class Handler(ABC):
 
 
 class BrokenInterceptor(Handler):
-    """A container that cannot serve (bad settings or policy set; the problems are logged at init): every event
-    that gets past parsing is refused with `reason`, on both phases, whatever it carries."""
+    """A container that cannot serve (bad settings or policy set; the problems are logged at init). Events are
+    still parsed and their method and headers checked, so the answer echoes the id and a malformed event is
+    still called one; everything else is refused with `reason`, on both phases, whatever it carries."""
 
     def __init__(self, reason: Reason, mode: Mode, auditor: Auditor) -> None:
         super().__init__(mode, auditor, frozenset())
