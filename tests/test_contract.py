@@ -106,8 +106,8 @@ def test_lone_surrogates_elsewhere_are_refused_with_the_id(params: dict[str, Any
 
 
 @pytest.mark.parametrize(
-    "value", [10**5000, (1, 2), {1, 2}, b"x", object()], ids=["long-int", "tuple", "set", "bytes", "object"]
-)
+    "value", [10**5000, {1, 2}, b"x", object()], ids=["long-int", "set", "bytes", "object"]
+)  # a tuple is written as a JSON array, as the encoder does for the answer (JSON parsers never make one)
 def test_values_json_cannot_carry_are_refused(value: Any) -> None:
     assert refused(event(rpc(params={"x": value}))).rpc_id == 7
 

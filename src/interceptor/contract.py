@@ -205,15 +205,44 @@ def _rpc_id(body: Mapping[str, Any]) -> Any:
     rpc_id = body.get("id")
     if rpc_id is None:
         return None
+    if (type(rpc_id) is str and rpc_id.isascii()) or (type(rpc_id) is int and abs(rpc_id) < (_INT_LIMIT or 1 << 63)):
+        return rpc_id  # the common ids, plainly writable (saves an encoder call per request)
     if isinstance(rpc_id, str | int) and not isinstance(rpc_id, bool) and encodable(rpc_id):
         return rpc_id
     raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC id must be a string, an integer or null")
 
 
 def _check_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
-    """One iterative walk (never recursion): at most MAX_DEPTH levels, only JSON types and string keys, no NaN
-    or infinities (the Lambda runtime reads 1e400 as inf), no lone surrogates. Everything downstream (policy,
-    stamping, the answer) may then walk the body freely."""
+    """At most MAX_DEPTH levels, only JSON types, string keys, no NaN or infinities (the Lambda runtime reads
+    1e400 as inf), no lone surrogates. Everything downstream (policy, stamping, the answer) may then walk the body
+    freely. The common case is decided by the C encoder (`_plainly_strict`, ~1 us instead of ~6 us for the
+    walk on the warm path); anything it cannot vouch for takes the exact walk, which names the problem."""
+    if not _plainly_strict(body):
+        _walk_strict(body, rpc_id)
+
+
+def _plainly_strict(body: Mapping[str, Any]) -> bool:
+    """The body serialises as strict JSON in UTF-8 and holds at most MAX_DEPTH brackets (so it cannot nest
+    deeper), and the objects the pipeline reads keys of (the body, `params`, its `arguments` and `_meta`) have
+    text keys. Deeper keys that are not text could only come from an in-process caller (JSON parsers make
+    text keys); the encoder writes them as text, so the answer stays strict JSON either way."""
+    try:
+        text = json.dumps(body, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        return False
+    if text.count("{") + text.count("[") > MAX_DEPTH:
+        return False
+    params = body.get("params")
+    read = [body]
+    if type(params) is dict:
+        read.append(params)
+        read.extend(v for v in (params.get("arguments"), params.get("_meta")) if type(v) is dict)
+    return all(type(key) is str for node in read for key in node)
+
+
+def _walk_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
+    """One iterative walk (never recursion) that raises MalformedEvent naming the first problem it meets."""
     stack: list[tuple[Any, int]] = [(body, 1)]
     while stack:
         node, depth = stack.pop()
