@@ -124,3 +124,11 @@ def test_audience_placeholder_and_output_are_what_make_deploy_settles_with(templ
     assert AUDIENCE.fullmatch("mcp+https://teleport-agentcore-x1.gateway.bedrock-agentcore.us-east-1.amazonaws.com/mcp")
     names = {"InterceptorLogGroupName", "OrdersTableName", "GatewayUrl"}
     assert names <= set(template["Outputs"])  # printed by make deploy / make delete
+
+
+def test_interceptor_memory_is_a_parameter_whose_default_is_the_documented_one(template):
+    parameter = template["Parameters"]["InterceptorMemorySize"]
+    assert parameter["Default"] == 512
+    assert 1024 in parameter["AllowedValues"]  # what the README recommends for gateways over ~1,000 tools
+    interceptor = template["Resources"]["InterceptorFunction"]["Properties"]
+    assert interceptor["MemorySize"] == {"Ref": "InterceptorMemorySize"}
