@@ -9,7 +9,8 @@ than the rest, and the sweeps already show how each dimension grows). `--quick` 
 Per gateway:
 - cold start: a fresh interpreter imports `interceptor.app` (init: settings, policy load, tool lister) with a
   pinned JWKS (`TELEPORT_JWKS`), then serves one allowed `tools/call` with a token it has never seen; median of
-  several runs, split into imports, init and first request, plus the process's peak RSS (`ru_maxrss`). When the
+  several runs, split into imports, init and first request, plus the process's peak RSS (`VmHWM`: unlike
+  `ru_maxrss` it does not carry the benchmark's own size across fork + exec). When the
   toolkit has `teleport-policy build`, the folder is built first (timed apart: it runs at build time, not in
   the function) and one cold start from the plain policy files is measured before, for comparison;
 - tool lists: the RESPONSE handler on a `tools/list` of every tool, for a caller seen for the first time and for
@@ -332,7 +333,11 @@ with open(sys.argv[1]) as f:
     event = json.load(f)
 out = app.lambda_handler(event, None)
 t3 = time.perf_counter()
-rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:  # this process's own peak: ru_maxrss also keeps the forking parent's size across exec (Linux)
+    with open("/proc/self/status") as f:
+        rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 allowed = "transformedGatewayRequest" in out["mcp"]
 with open(sys.argv[2], "w") as f:
     json.dump({"imports": t1 - t0, "init": t2 - t1, "first": t3 - t2, "rss_kb": rss_kb, "allowed": allowed}, f)
