@@ -1,9 +1,11 @@
-"""`make demo`: the whole product in four short steps, for a person to read.
+"""`make demo`: the whole product in five short steps, for a person to read.
 
-A local Teleport-like OIDC issuer (127.0.0.1, a fresh RSA key) signs the tokens; the interceptor is built from
-environment settings exactly as the Lambda builds it at cold start, with AWS sessions on and moto standing in for
-STS. Each step prints only the parts of each payload that matter, and each audit record (a JSON line in
-CloudWatch) as a one-line summary.
+A local Teleport-like issuer (127.0.0.1) signs the tokens: OIDC ID tokens for the humans (a fresh RSA key) and,
+under `/workload-identity`, JWT-SVIDs for an agent (a fresh P-256 key). The interceptor is built from environment
+settings exactly as the Lambda builds it at cold start, with AWS sessions on (moto standing in for STS) and
+AGENT_MODE=optional over the repository's policies plus the demo's agent policies (devtools/agents/agents.cedar).
+Each step prints only the parts of each payload that matter, and each audit record (a JSON line in CloudWatch) as
+a one-line summary.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from devtools import agents
 from devtools.gateway import request_event, response_event, rpc, tool_call
-from devtools.issuer import Issuer
+from devtools.issuer import TRUST_DOMAIN, Issuer
 from devtools.sts_standin import AssumeRoleRequest, local_sts
 from interceptor.audit import Auditor
+from interceptor.config import DEFAULT_AGENT_HEADER
 from interceptor.logs import SERVICE
 from interceptor.wiring import build
 from tool_identity import SESSION_ARG
@@ -27,6 +31,9 @@ SESSION_ROLE_ARN = "arn:aws:iam::123456789012:role/orders-session"
 SESSION_TOOLS = "orders___*"
 UPDATE = "orders___update_order"
 LISTED_TOOLS = ["db___run_query", "orders___get_order_tool", "orders___list_my_orders", UPDATE]
+AGENT = f"spiffe://{TRUST_DOMAIN}/agents/orders-assistant"
+AGENT_PATTERNS = f"spiffe://{TRUST_DOMAIN}/agents/*"
+STEPS = 5
 WIDTH = 120
 
 
@@ -134,17 +141,42 @@ class Demo:
         )
         _audit(audit)
 
+    def delegated(self, carol: str, agent: str) -> None:
+        _heading(5, "carol through an agent: two gates", f"the agent sends its own JWT-SVID ({AGENT})")
+        for tool, arguments in [
+            ("orders___get_order_tool", {"order_id": "42"}),
+            (UPDATE, {"order_id": "42", "status": "shipped"}),
+        ]:
+            event = request_event(tool_call(tool, arguments), carol, {DEFAULT_AGENT_HEADER: f"Bearer {agent}"})
+            output, audit = self.send(event)
+            print(f"  {tool} {json.dumps(arguments)}")
+            forwarded = output["mcp"].get("transformedGatewayRequest")
+            if forwarded is not None:
+                stamped = forwarded["body"]["params"]["arguments"]
+                _wrapped("    ALLOWED  ", f"forwarded to the tool as {_arguments(stamped)}")
+                request = self.sts[-1]
+                tag = dict(request.tags)["teleport-agent"]
+                print(f"    AWS      SourceIdentity {request.source_identity}, session tag teleport-agent = {tag}")
+            else:
+                text = output["mcp"]["transformedGatewayResponse"]["body"]["result"]["content"][0]["text"]
+                _wrapped("    DENIED   ", f"the agent reads: {text}")
+            _audit(audit)
+
 
 def main() -> None:
-    with Issuer().serve() as issuer, local_sts() as sts, _warnings_only():
+    with Issuer().serve() as issuer, local_sts() as sts, _warnings_only(), agents.policy_folder() as policies:
         env = {
             "TELEPORT_ISSUER": issuer.url,
             "TELEPORT_AUDIENCE": issuer.audience,
             "SESSION_ROLE_ARN": SESSION_ROLE_ARN,
             "SESSION_TOOLS": SESSION_TOOLS,
+            "AGENT_MODE": "optional",
+            "AGENT_ID_PATTERNS": AGENT_PATTERNS,
+            "POLICY_DIR": str(policies),
         }
         print("Teleport identity for AgentCore Gateway: demo")
         print(f"  issuer    {issuer.url} (local, fresh RSA key; RS256 ID tokens shaped like Teleport's)")
+        print(f"  agents    {issuer.workload.url} (fresh P-256 key; ES256 JWT-SVIDs), AGENT_MODE=optional")
         print(f"  audience  {issuer.audience}")
         print(f"  sessions  {SESSION_TOOLS} get an AWS session on {SESSION_ROLE_ARN} (moto's STS)")
         print("  Each audit record (one JSON line in CloudWatch) is summarized below as an 'audit:' line.")
@@ -156,6 +188,7 @@ def main() -> None:
         demo.spoof(alice)
         demo.filtered_lists(alice, carol)
         demo.session(alice)
+        demo.delegated(carol, issuer.workload.mint(agent=AGENT))
         print(
             f"\n{demo.events} events; {len(issuer.requests)} requests to the issuer (discovery and keys, then cached);"
         )
@@ -163,7 +196,7 @@ def main() -> None:
 
 
 def _heading(step: int, title: str, subtitle: str) -> None:
-    print(f"\n=== {step}/4  {title} ".ljust(WIDTH, "="))
+    print(f"\n=== {step}/{STEPS}  {title} ".ljust(WIDTH, "="))
     print(f"    {subtitle}\n")
 
 
@@ -175,9 +208,14 @@ def _arguments(arguments: dict[str, Any]) -> str:
 
 def _audit(record: dict[str, Any]) -> None:
     fields = [f"{record['decision']} ({record['reason']})", f"user={record['user']}"]
+    if "agent" in record:
+        fields.append(f"agent={record['agent']} agent_jti={record['agent_jti'][:8]}...")
     if record["tool"]:
         fields.append(f"tool={record['tool']}")
-    if record["policy_ids"]:
+    if "agent_decision" in record:
+        for gate in ("user", "agent"):
+            fields.append(f"{gate}_gate={record[f'{gate}_decision']}:{','.join(record[f'{gate}_policy_ids']) or '-'}")
+    elif record["policy_ids"]:
         fields.append(f"policies={','.join(record['policy_ids'])}")
     if record["spoofed_arguments"]:
         fields.append(f"spoofed={','.join(record['spoofed_arguments'])}")

@@ -5,8 +5,11 @@ fed mutated REQUEST and RESPONSE events: structure (keys dropped or given wrong 
 padded, segments swapped, `alg: none`, other keys), headers (case, duplicates, non-strings), ids, method
 look-alikes, arguments (reserved names in any case, non-finite numbers, deep nesting, huge strings), MCP
 2026-07-28 requests with their `Mcp-*` headers (right, wrong, missing, repeated, encoded) and upstream caching
-hints. Every answer is checked against the invariants the gateway and the security model depend on (`check`).
-Violations are printed without token material; the exit status is 1 when there is any.
+hints. Each event goes to one of three handlers, AGENT_MODE off, optional and required (the agent policies of
+devtools/agents next to the repository's), and may carry an agent token header: valid JWT-SVIDs, invalid ones
+(expired, another key, another gateway's audience, an agent the patterns do not admit, a user's ID token, `none`),
+mutated, repeated or empty. Every answer is checked against the invariants the gateway and the security model
+depend on (`check`). Violations are printed without token material; the exit status is 1 when there is any.
 
     python -m devtools.fuzz [--events 100000] [--seed 1]
 """
@@ -22,13 +25,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 
-from devtools.issuer import Issuer, new_key
+from devtools import agents
+from devtools.issuer import TRUST_DOMAIN, Issuer, new_ec_key, new_key
 from interceptor.audit import Auditor
 from interceptor.logs import SERVICE
 from interceptor.methods import METHODS
@@ -40,12 +44,28 @@ ISSUER = "https://teleport.example.com"
 AUDIENCE = "mcp+https://gateway.example.com/mcp"
 SPOOF = "mallory"  # the only value the generator sends under reserved names: it must never be forwarded
 STAMPED = frozenset({"_teleport_user", "_teleport_roles"})
+AGENT_ARG = "_teleport_agent"  # stamped only on delegated calls, and only with the verified agent
+AGENT_HEADER = "X-Teleport-Agent-Token"
+ORDERS_AGENT = f"spiffe://{TRUST_DOMAIN}/agents/orders-assistant"
+HR_AGENT = f"spiffe://{TRUST_DOMAIN}/agents/hr-assistant"
+OUTSIDE_AGENT = f"spiffe://{TRUST_DOMAIN}/tools/scraper"
+AGENT_PATTERNS = f"spiffe://{TRUST_DOMAIN}/agents/*"
+MODES = ("off", "optional", "required")
 OUTCOMES = frozenset(r.value for r in Reason)
 CLOUDWATCH_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch Logs counts 26 bytes of overhead per event
 TOOLS = ("orders___get_order_tool", "orders___list_my_orders", "orders___update_order", "db___run_query")
 SEARCH_TOOL = "x_amz_bedrock_agentcore_search"
 USERS = (("alice", ["developer"], None), ("carol", ["order-admin"], None), ("dana", ["db-reader"], ["sales"]))
-RESERVED_SPELLINGS = ("_teleport_user", "_TELEPORT_USER", "_Teleport_Roles", "_teleport_aws_session", "_teleport_")
+ACTING = {"erin": ORDERS_AGENT}  # a user whose ID token names its acting agent (RFC 8693 act)
+RESERVED_SPELLINGS = (
+    "_teleport_user",
+    "_TELEPORT_USER",
+    "_Teleport_Roles",
+    "_teleport_aws_session",
+    "_teleport_",
+    "_teleport_agent",
+    "_Teleport_Agent",
+)
 META_IDENTITY_SPELLINGS = ("sh.teleport/identity", "SH.TELEPORT/IDENTITY", "Sh.Teleport/Identity")
 V2026 = "2026-07-28"
 VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -111,11 +131,14 @@ def captured(env: dict[str, str]) -> Iterator[tuple[Handler, Capture]]:
 
 @dataclass(frozen=True)
 class Tokens:
-    """Valid tokens by user, and invalid ones (expired, other key, alg none, HS256, other audience)."""
+    """Valid tokens by user, and invalid ones (expired, other key, alg none, HS256, other audience); valid agent
+    tokens (JWT-SVIDs) by SPIFFE ID, and invalid ones."""
 
     valid: dict[str, str]
     invalid: tuple[str, ...]
     roles: dict[str, list[str]]
+    agents: dict[str, str] = field(default_factory=dict)
+    invalid_agents: tuple[str, ...] = ()
 
     @classmethod
     def mint(cls, issuer: Issuer) -> Tokens:
@@ -125,6 +148,9 @@ class Tokens:
             traits = {"logins": [user], **({"db_names": dbs} if dbs else {})}
             valid[user] = issuer.mint(user=user, roles=user_roles, traits=traits, ttl=6 * 3600)
             roles[user] = user_roles
+        for user, actor in ACTING.items():
+            valid[user] = issuer.mint(user=user, roles=["order-admin"], ttl=6 * 3600, act={"sub": actor})
+            roles[user] = ["order-admin"]
         claims = issuer.claims(user="alice", ttl=6 * 3600)
         invalid = (
             issuer.mint(user="alice", ttl=-3600),
@@ -133,12 +159,29 @@ class Tokens:
             jwt.encode(claims, "k" * 32, algorithm="HS256"),
             issuer.mint(user="alice", aud="mcp+https://other.example.com/mcp"),
         )
-        return cls(valid, invalid, roles)
+        svid = issuer.workload
+        agent_tokens = {agent: svid.mint(agent=agent, ttl=3600) for agent in (ORDERS_AGENT, HR_AGENT)}
+        invalid_agents = (
+            svid.mint(agent=ORDERS_AGENT, ttl=-3600),
+            svid.mint(agent=ORDERS_AGENT, key=new_ec_key()),
+            svid.mint(agent=ORDERS_AGENT, aud="mcp+https://other-gateway.example.com/mcp"),
+            svid.mint(agent=OUTSIDE_AGENT, ttl=3600),
+            svid.mint(agent=ORDERS_AGENT, ttl=7200),  # longer than AGENT_MAX_LIFETIME_SECONDS
+            jwt.encode(svid.claims(agent=ORDERS_AGENT), "", algorithm="none"),
+            valid["carol"],  # a user's ID token in the agent's header
+        )
+        return cls(valid, invalid, roles, agent_tokens, invalid_agents)
 
     def user_of(self, token: str) -> str | None:
         for user, valid in self.valid.items():
             if token == valid:
                 return user
+        return None
+
+    def agent_of(self, token: str) -> str | None:
+        for agent, valid in self.agents.items():
+            if token == valid:
+                return agent
         return None
 
 
@@ -344,6 +387,28 @@ def _headers(rng: random.Random, tokens: Tokens) -> Any:
     return headers
 
 
+def _agent_header(rng: random.Random, tokens: Tokens) -> dict[str, Any]:
+    """An agent token header: a valid JWT-SVID, an invalid one, a mutated one, or a malformed header."""
+    roll = rng.random()
+    valid = list(tokens.agents.values())
+    if roll < 0.5:
+        token = rng.choice(valid)
+    elif roll < 0.75:
+        token = rng.choice(tokens.invalid_agents)
+    else:
+        token = _mutate_token(rng, rng.choice(valid), rng.choice(valid))
+    name = rng.choice([AGENT_HEADER, AGENT_HEADER.lower(), AGENT_HEADER.upper()])
+    value: Any = rng.choice([f"Bearer {token}", token, f"bearer {token}"])
+    if rng.random() < 0.1:
+        return rng.choice(
+            [
+                {name: value, AGENT_HEADER.lower() + " ": value, AGENT_HEADER.swapcase(): value},
+                {name: rng.choice(["", "Bearer", [value], 7, None, f"Bearer {token} {token}"])},
+            ]
+        )
+    return {name: value}
+
+
 def _mcp_headers(rng: random.Random, body: dict[str, Any]) -> dict[str, Any]:
     """The MCP headers a client of the body's era sends, now and then wrong (another method or name, one missing,
     one repeated in another case, an invalid encoding) or validly base64-encoded."""
@@ -464,6 +529,8 @@ def make_event(rng: random.Random, tokens: Tokens) -> Any:
     headers = _headers(rng, tokens)
     if isinstance(headers, dict):
         headers.update(_mcp_headers(rng, body))
+        if rng.random() < 0.6:
+            headers.update(_agent_header(rng, tokens))
     gateway_request: dict[str, Any] = {"path": "/mcp", "httpMethod": "POST"}
     if headers != "MISSING":
         gateway_request["headers"] = headers
@@ -525,6 +592,36 @@ def authentic_user(event: Any, tokens: Tokens) -> str | None:
     return tokens.user_of(parts[1])
 
 
+def authentic_agent(event: Any, tokens: Tokens) -> tuple[bool, str | None]:
+    """(whether the event carries an agent token header, the agent whose valid unmodified JWT-SVID is its one
+    value: None when there is no such token)."""
+    request = _part(event, "gatewayRequest")
+    headers = request.get("headers") if isinstance(request, dict) else None
+    if not isinstance(headers, dict):
+        return False, None
+    values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == AGENT_HEADER.lower()]
+    if not values:
+        return False, None
+    if len(values) != 1 or not isinstance(values[0], str):
+        return True, None
+    parts = values[0].split()
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        return True, tokens.agent_of(parts[1])
+    return True, tokens.agent_of(parts[0]) if len(parts) == 1 else None
+
+
+def _agent_problems(mode: str, agent_sent: bool, agent: str | None, user: str | None) -> list[str]:
+    """What may pass with each AGENT_MODE: required needs a valid agent token; optional refuses an agent header
+    it cannot verify; an ID token naming its acting agent needs that agent's token (agent modes only)."""
+    if mode == "required" and agent is None:
+        return ["agent: passed in required mode without a valid agent token"]
+    if mode == "optional" and agent_sent and agent is None:
+        return ["agent: passed with an agent header that does not verify"]
+    if mode != "off" and user in ACTING and agent != ACTING[user]:
+        return ["agent: passed although the ID token's act names another agent"]
+    return []
+
+
 def _strict(value: Any) -> bool:
     try:
         json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
@@ -535,7 +632,7 @@ def _strict(value: Any) -> bool:
 
 def _token_material(event: Any, tokens: Tokens) -> list[str]:
     """The token and signature texts of this event's headers, plus every valid token's: never to be echoed."""
-    needles = [t for valid in tokens.valid.values() for t in (valid, valid.split(".")[2])]
+    needles = [t for valid in (*tokens.valid.values(), *tokens.agents.values()) for t in (valid, valid.split(".")[2])]
     request = _part(event, "gatewayRequest")
     headers = request.get("headers") if isinstance(request, dict) else None
     for value in headers.values() if isinstance(headers, dict) else ():
@@ -672,29 +769,46 @@ def _ours(body: Any) -> bool:
     return isinstance(result, dict) and result.get("isError") is True and "(reason: " in json.dumps(result)
 
 
-def _reserved_problems(body: dict[str, Any], user: str | None, tokens: Tokens) -> list[str]:
+def _reserved_problems(body: dict[str, Any], user: str | None, tokens: Tokens, agent: str | None) -> list[str]:
+    """`agent`: the verified agent the interceptor may stamp (None: none may be stamped)."""
     problems = []
     if SPOOF in json.dumps(body, ensure_ascii=False):
         problems.append("a caller-sent identity value was forwarded")
     params = body.get("params")
     arguments = params.get("arguments") if isinstance(params, dict) else None
     meta = params.get("_meta") if isinstance(params, dict) else None
+    call = body.get("method") == "tools/call"
+    stamped_names = STAMPED | ({AGENT_ARG} if agent is not None else set())
     for name in arguments if isinstance(arguments, dict) else ():
-        if name.casefold().startswith("_teleport_") and not (body.get("method") == "tools/call" and name in STAMPED):
+        if name.casefold().startswith("_teleport_") and not (call and name in stamped_names):
             problems.append("a reserved argument name was forwarded")
-    if body.get("method") == "tools/call" and isinstance(arguments, dict):
-        stamped = (arguments.get("_teleport_user"), arguments.get("_teleport_roles"))
-        if user is None or stamped != (user, tokens.roles[user]):
+    if call and isinstance(arguments, dict):
+        stamped = (arguments.get("_teleport_user"), arguments.get("_teleport_roles"), arguments.get(AGENT_ARG))
+        if user is None or stamped != (user, tokens.roles[user], agent):
             problems.append("the stamped identity is not the verified one")
+        identity = meta.get("sh.teleport/identity") if isinstance(meta, dict) else None
+        if isinstance(identity, dict) and identity.get("agent") != agent:
+            problems.append("the _meta identity does not name the verified agent, or names an unverified one")
     if isinstance(meta, dict) and any(name.casefold().startswith("_teleport_") for name in meta):
         problems.append("a reserved _meta name was forwarded")
     return problems
 
 
 def check(
-    event: Any, out: Any, audit: list[str], logs: list[str], tokens: Tokens, rpc_id: Any, user: str | None
+    event: Any,
+    out: Any,
+    audit: list[str],
+    logs: list[str],
+    tokens: Tokens,
+    rpc_id: Any,
+    user: str | None,
+    *,
+    mode: str = "off",
+    agent: tuple[bool, str | None] = (False, None),
 ) -> list[str]:
-    """Every invariant on one answer; `rpc_id` and `user` are computed from the event before it was handled."""
+    """Every invariant on one answer; `rpc_id`, `user` and `agent` (`authentic_agent`) are computed from the event
+    before it was handled; `mode` is the handler's AGENT_MODE."""
+    agent_sent, verified_agent = agent
     problems: list[str] = []
     response_phase = _is_response_phase(event)
     gateway_response = _part(event, "gatewayResponse")
@@ -710,15 +824,15 @@ def check(
             problems.append("forward-without-token: forwarded without the valid unmodified token")
         if _unsound_headers(event):
             problems.append("headers: forwarded although its MCP headers disagree with the body")
-        problems.extend(f"reserved: {p}" for p in _reserved_problems(inner, user, tokens))
+        problems.extend(_agent_problems(mode, agent_sent, verified_agent, user))
+        stampable = verified_agent if mode != "off" else None
+        problems.extend(f"reserved: {p}" for p in _reserved_problems(inner, user, tokens, stampable))
     if kind == "answer" and _ours(inner) and inner.get("id") != rpc_id:
         problems.append("id-echo: the answer does not echo the readable id (or echoes an unreadable one)")
     if kind == "answer":
         problems.extend(_result_problems(event, inner, response_phase))
-    if kind == "answer" and response_phase and user is None and _request_method(event) == "tools/list":
-        result = inner.get("result") if isinstance(inner, dict) else None
-        if isinstance(result, dict) and result.get("tools"):
-            problems.append("forward-without-token: a tool list reached a caller without a valid token")
+    if kind == "answer" and response_phase and _request_method(event) == "tools/list":
+        problems.extend(_shown_list_problems(inner, user, mode, agent))
     text = json.dumps(out, ensure_ascii=False, default=str)
     for needle in _token_material(event, tokens):
         if any(needle in t for t in (text, *audit, *logs)):
@@ -726,6 +840,16 @@ def check(
             break
     problems.extend(_audit_problems(audit))
     return problems
+
+
+def _shown_list_problems(inner: Any, user: str | None, mode: str, agent: tuple[bool, str | None]) -> list[str]:
+    """A tool list shown to a caller needs what a forwarded call needs: the valid token, and the agent rules."""
+    result = inner.get("result") if isinstance(inner, dict) else None
+    if not isinstance(result, dict) or not result.get("tools"):
+        return []
+    if user is None:
+        return ["forward-without-token: a tool list reached a caller without a valid token"]
+    return [f"{p} (a tool list)" for p in _agent_problems(mode, *agent, user)]
 
 
 def _audit_problems(audit: list[str]) -> list[str]:
@@ -758,18 +882,31 @@ class Report:
 
 
 def run(events: int, seed: int, progress: Callable[[int], None] | None = None) -> Report:
-    """Fuzz `events` events from `seed` through a freshly built handler; returns the report."""
+    """Fuzz `events` events from `seed` through freshly built handlers, one per AGENT_MODE; returns the report."""
     rng = random.Random(seed)
     issuer = Issuer(ISSUER, AUDIENCE)
     tokens = Tokens.mint(issuer)
-    env = {"TELEPORT_ISSUER": ISSUER, "TELEPORT_AUDIENCE": AUDIENCE, "TELEPORT_JWKS": json.dumps(issuer.jwks())}
+    base = {"TELEPORT_ISSUER": ISSUER, "TELEPORT_AUDIENCE": AUDIENCE, "TELEPORT_JWKS": json.dumps(issuer.jwks())}
     report = Report()
     started = time.perf_counter()
-    with captured(env) as (interceptor, capture):
-        capture.take()
+    with agents.policy_folder() as folder, ExitStack() as stack:
+        handlers = {}
+        for mode in MODES:
+            env = {
+                **base,
+                "POLICY_DIR": str(folder),
+                "AGENT_MODE": mode,
+                "AGENT_ID_PATTERNS": AGENT_PATTERNS,
+                "AGENT_JWKS": json.dumps(issuer.workload.jwks()),
+            }
+            handlers[mode] = stack.enter_context(captured(env))
+        for _, capture in handlers.values():
+            capture.take()
         for n in range(1, events + 1):
             event = make_event(rng, tokens)
-            rpc_id, user = readable_id(event), authentic_user(event, tokens)
+            mode = rng.choice(MODES)
+            interceptor, capture = handlers[mode]
+            rpc_id, user, agent = readable_id(event), authentic_user(event, tokens), authentic_agent(event, tokens)
             try:
                 out = interceptor.handle(event, f"fuzz-{n}")
             except Exception as exc:  # an invariant violation in itself: the handler must never raise
@@ -777,7 +914,8 @@ def run(events: int, seed: int, progress: Callable[[int], None] | None = None) -
                 capture.take()
                 continue
             audit, logs = capture.take()
-            report.violations.extend((n, p) for p in check(event, out, audit, logs, tokens, rpc_id, user))
+            found = check(event, out, audit, logs, tokens, rpc_id, user, mode=mode, agent=agent)
+            report.violations.extend((n, f"{p} [AGENT_MODE={mode}]") for p in found)
             report.forwarded += "transformedGatewayRequest" in out.get("mcp", {})
             for line in audit[:1]:
                 report.outcomes[str(json.loads(line)["audit"].get("reason"))] += 1

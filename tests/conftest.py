@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from devtools.issuer import Issuer
+from devtools.jws import FakeClock
 from interceptor.app import build
 from interceptor.audit import Auditor, stdout_sink
+from interceptor.keys import HttpFetcher
 from interceptor.pipeline import Interceptor
 
 
@@ -46,6 +48,19 @@ def issuer(served_issuer: Issuer) -> Iterator[Issuer]:
     served_issuer.down = False
     served_issuer.requests.clear()
     served_issuer.discovery_overrides.clear()
+    served_issuer.workload.use("ES256")  # the Workload Identity issuer: one fresh key, up, no overrides
+
+
+@pytest.fixture(scope="session")
+def fetcher() -> HttpFetcher:
+    """One fetcher: building its opener loads the system CA bundle, which is slow."""
+    return HttpFetcher(2.0)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A settable clock for key stores and verifiers."""
+    return FakeClock(1000.0)
 
 
 @pytest.fixture

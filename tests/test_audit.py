@@ -177,9 +177,8 @@ def huge(n: int = 100_000, tag: str = "") -> str:
     return tag + ASTRAL * n
 
 
-def test_a_worst_case_record_fits_one_cloudwatch_event() -> None:
-    """Every caller-derived field at its worst at once: the line stays one valid JSON event, capped field by field
-    (the whole-line fallback is not needed)."""
+def worst_record() -> AuditRecord:
+    """Every caller-derived field of a record at its worst at once."""
     record = AuditRecord(
         phase="RESPONSE",
         mode="log_only",
@@ -205,6 +204,13 @@ def test_a_worst_case_record_fits_one_cloudwatch_event() -> None:
             "policy_set": "a795f0477020",
         }
     )
+    return record
+
+
+def test_a_worst_case_record_fits_one_cloudwatch_event() -> None:
+    """Every caller-derived field at its worst at once: the line stays one valid JSON event, capped field by field
+    (the whole-line fallback is not needed)."""
+    record = worst_record()
     captured: list[str] = []
     Auditor(captured.append).write(record)
     [text] = captured
@@ -222,6 +228,33 @@ def test_a_worst_case_record_fits_one_cloudwatch_event() -> None:
     assert audit["roles"][0].startswith("role0" + ASTRAL)
     assert audit["hidden_tools"][0].startswith("target___tool0")
     assert (audit["tools_hidden"], audit["policy_set"]) == (500, "a795f0477020")
+
+
+def test_a_worst_case_delegated_record_fits_one_cloudwatch_event() -> None:
+    """A delegated call's record (README "Agents") at its worst too: the agent, its jti and both gates' policy
+    lists, capped like the rest; still one event without the whole-line fallback."""
+    record = worst_record()
+    record.extra.update(
+        {
+            "agent": huge(2048, "spiffe://"),
+            "agent_jti": huge(16 * 1024, "j"),
+            "user_decision": "deny",
+            "user_policy_ids": [huge(300, f"u{i}") for i in range(10_000)],
+            "agent_decision": "deny",
+            "agent_policy_ids": [huge(300, f"a{i}") for i in range(10_000)],
+        }
+    )
+    captured: list[str] = []
+    Auditor(captured.append).write(record)
+    [text] = captured
+    assert len(text) + 1 < CLOUDWATCH_EVENT_BYTES and len(text) < 245_000  # README "Audit"
+    audit = json.loads(text)["audit"]
+    assert "audit_truncated" not in audit
+    for key in ("agent", "agent_jti"):
+        assert CAPPED_TEXT.fullmatch(audit[key]), key
+    for key in ("user_policy_ids", "agent_policy_ids"):
+        *names, marker = audit[key]
+        assert MORE.fullmatch(marker) and 0 < len(names) <= MAX_NAMES, key
 
 
 def test_worst_case_requests_through_the_handler_fit_one_event(

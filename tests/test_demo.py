@@ -1,4 +1,4 @@
-"""`make demo` shows the four features a person should see, and nothing it must not show: no error line, no raw
+"""`make demo` shows the five features a person should see, and nothing it must not show: no error line, no raw
 log JSON, no token, no AWS secret."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from devtools import demo
-from devtools.issuer import Issuer
+from devtools.issuer import Issuer, WorkloadIssuer
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
@@ -39,7 +39,7 @@ def output() -> str:
 
 def step(output: str, number: int) -> str:
     """The text of one step, from its heading to the next."""
-    match = re.search(rf"^=== {number}/4 .*?(?=^=== |\Z)", output, re.MULTILINE | re.DOTALL)
+    match = re.search(rf"^=== {number}/5 .*?(?=^=== |\Z)", output, re.MULTILINE | re.DOTALL)
     assert match, f"step {number} missing"
     return match[0]
 
@@ -93,6 +93,21 @@ def test_minted_session_shows_what_sts_was_asked(output: str) -> None:
         assert shown in session
 
 
+def test_a_delegated_call_allowed_and_one_refused_by_the_agent_gate(output: str) -> None:
+    calls = blocks(step(output, 5))
+    agent = "spiffe://example.teleport.sh/agents/orders-assistant"
+    allowed = calls['orders___get_order_tool {"order_id": "42"}']
+    assert (
+        "ALLOWED" in allowed and '"_teleport_user": "carol"' in allowed and f'"_teleport_agent": "{agent}"' in allowed
+    )
+    assert f"SourceIdentity carol, session tag teleport-agent = {agent}" in allowed
+    assert "user_gate=allow:order-admins-manage-orders agent_gate=allow:orders-agents-use-orders" in allowed
+    refused = calls['orders___update_order {"order_id": "42", "status": "shipped"}']
+    assert f"DENIED the agent reads: the agent '{agent}' may not call tool 'orders___update_order'" in refused
+    assert "forbidden by policy 'no-destructive-tools-for-agents' (reason: agent_denied)" in refused
+    assert "user_gate=allow:order-admins-manage-orders agent_gate=deny:no-destructive-tools-for-agents" in refused
+
+
 def test_no_error_no_log_json_no_token(output: str) -> None:
     assert "ERROR" not in output
     assert not [line for line in output.splitlines() if line.lstrip().startswith("{")]
@@ -105,10 +120,14 @@ def test_never_prints_the_tokens_or_credentials_it_handles(
 ) -> None:
     tokens: list[str] = []
     secrets: list[str] = []
-    mint, client = Issuer.mint, boto3.client
+    mint, mint_svid, client = Issuer.mint, WorkloadIssuer.mint, boto3.client
 
     def recording_mint(self: Issuer, *args: Any, **kwargs: Any) -> str:
         tokens.append(mint(self, *args, **kwargs))
+        return tokens[-1]
+
+    def recording_svid(self: WorkloadIssuer, *args: Any, **kwargs: Any) -> str:
+        tokens.append(mint_svid(self, *args, **kwargs))
         return tokens[-1]
 
     def recording_client(*args: Any, **kwargs: Any) -> Any:
@@ -120,9 +139,10 @@ def test_never_prints_the_tokens_or_credentials_it_handles(
         secrets.extend([parsed["Credentials"]["SecretAccessKey"], parsed["Credentials"]["SessionToken"]])
 
     monkeypatch.setattr(Issuer, "mint", recording_mint)
+    monkeypatch.setattr(WorkloadIssuer, "mint", recording_svid)
     monkeypatch.setattr(boto3, "client", recording_client)
     demo.main()
     printed = capsys.readouterr().out
-    assert len(tokens) == 3 and len(secrets) == 6
+    assert len(tokens) == 4 and len(secrets) == 8
     assert "SourceIdentity" in printed
     assert not [value for value in tokens + secrets if value in printed]

@@ -272,3 +272,75 @@ def test_main_reports_and_exits_zero_on_a_clean_run(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert "fuzz: 50 events, seed 3" in out
     assert out.rstrip().endswith("violations: 0")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# agents: the checks can fail
+
+
+def agent_problems(event: Any, out: Any, tokens: fuzz.Tokens, mode: str) -> str:
+    rpc_id, user, agent = (
+        fuzz.readable_id(event),
+        fuzz.authentic_user(event, tokens),
+        fuzz.authentic_agent(event, tokens),
+    )
+    return "; ".join(fuzz.check(event, out, AUDIT, [], tokens, rpc_id, user, mode=mode, agent=agent))
+
+
+def stamped_call(user: str, roles: list[str], agent: str | None, **extra: Any) -> dict[str, Any]:
+    body = tool_call("orders___get_order_tool", {"order_id": "1"})
+    body["params"]["arguments"].update(_teleport_user=user, _teleport_roles=roles, **extra)
+    if agent is not None:
+        body["params"]["arguments"]["_teleport_agent"] = agent
+    return body
+
+
+@pytest.mark.parametrize(
+    ("mode", "header", "stamp", "expected"),
+    [
+        ("required", None, None, "agent: passed in required mode without a valid agent token"),
+        ("required", "valid", fuzz.ORDERS_AGENT, ""),
+        ("required", "invalid", None, "agent: passed in required mode"),
+        ("optional", None, None, ""),
+        ("optional", "invalid", None, "agent: passed with an agent header that does not verify"),
+        ("optional", "valid", None, "reserved: the stamped identity is not the verified one"),
+        ("optional", "valid", fuzz.HR_AGENT, "reserved: the stamped identity is not the verified one"),
+        ("off", "valid", None, ""),
+        ("off", "valid", fuzz.ORDERS_AGENT, "reserved: a reserved argument name was forwarded"),
+        ("off", None, "mallory", "reserved: a caller-sent identity value was forwarded"),
+    ],
+)
+def test_agent_invariants_are_checked(
+    tokens: fuzz.Tokens, mode: str, header: str | None, stamp: str | None, expected: str
+) -> None:
+    value = {"valid": tokens.agents[fuzz.ORDERS_AGENT], "invalid": tokens.invalid_agents[0], None: None}[header]
+    headers = {fuzz.AGENT_HEADER: f"Bearer {value}"} if value is not None else {}
+    event = request_event(tool_call("orders___get_order_tool", {"order_id": "1"}), tokens.valid["carol"], headers)
+    found = agent_problems(event, forward(stamped_call("carol", ["order-admin"], stamp)), tokens, mode)
+    assert expected in found and bool(found) == bool(expected), found
+
+
+def test_the_act_claim_and_tool_lists_are_checked_in_agent_modes(tokens: fuzz.Tokens) -> None:
+    orders, hr = tokens.agents[fuzz.ORDERS_AGENT], tokens.agents[fuzz.HR_AGENT]
+    acting = request_event(rpc("tools/list"), tokens.valid["erin"], {fuzz.AGENT_HEADER: hr})
+    assert "act names another agent" in agent_problems(acting, forward(rpc("tools/list")), tokens, "optional")
+    assert agent_problems(acting, forward(rpc("tools/list")), tokens, "off") == ""
+    listing = response_event(request_event(rpc("tools/list"), tokens.valid["carol"]), {"jsonrpc": "2.0", "id": 1})
+    body = {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "orders___get_order_tool"}]}}
+    shown = {
+        "interceptorOutputVersion": "1.0",
+        "mcp": {"transformedGatewayResponse": {"statusCode": 200, "body": body}},
+    }
+    assert "(a tool list)" in agent_problems(listing, shown, tokens, "required")
+    with_agent = response_event(
+        request_event(rpc("tools/list"), tokens.valid["carol"], {fuzz.AGENT_HEADER: orders}),
+        {"jsonrpc": "2.0", "id": 1},
+    )
+    assert agent_problems(with_agent, shown, tokens, "required") == ""
+
+
+def test_a_seeded_run_reaches_every_agent_outcome() -> None:
+    report = fuzz.run(EVENTS, seed=12)
+    assert report.violations == []
+    for reason in ("agent_token_missing", "agent_token_invalid", "agent_denied"):
+        assert report.outcomes[reason] >= 3, reason

@@ -432,7 +432,7 @@ def test_a_callers_list_evaluates_only_policies_that_can_match_them_then_is_cach
 
 def test_a_tool_no_user_can_call_is_hidden(tmp_path: Path, issuer: Issuer, make_interceptor: Make) -> None:
     schema = SCHEMA.replace("entity Gateway;", "entity Gateway;\n  entity Robot;").replace(
-        f'action "{GET}" in [Action::"orders", Action::"read_only"] appliesTo {{\n    principal: [User],',
+        f'action "{GET}" in [Action::"orders", Action::"read_only"] appliesTo {{\n    principal: [User, Agent],',
         f'action "{GET}" in [Action::"orders", Action::"read_only"] appliesTo {{\n    principal: [Robot],',
     )
     assert "principal: [Robot]" in schema

@@ -63,7 +63,7 @@ SHOP = {
     ]
 }
 REFUND_INPUT = """\
-    context: { input: {
+    context: { agent?: Agent, input: {
       amount: decimal,
       count?: Long,
       items?: Set<decimal>,

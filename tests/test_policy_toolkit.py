@@ -180,9 +180,9 @@ ADJUST_STOCK_ACTION = """\
   // Target inventory.
   action "inventory";
   action "inventory___adjust_stock" in [Action::"inventory"] appliesTo {
-    principal: [User],
+    principal: [User, Agent],
     resource: [Gateway],
-    context: { input: {
+    context: { agent?: Agent, input: {
       delta: Long,
       dry_run?: Bool,
       "has space"?: String,
@@ -199,9 +199,9 @@ ADJUST_STOCK_ACTION = """\
     } },
   };
   action "inventory___zap_stock" in [Action::"inventory", Action::"destructive", Action::"open_world"] appliesTo {
-    principal: [User],
+    principal: [User, Agent],
     resource: [Gateway],
-    context: { input: {
+    context: { agent?: Agent, input: {
       sku: String,
     } },
   };
@@ -482,9 +482,10 @@ def test_validate_reports_the_right_file(cli: Run, policies: Path) -> None:
     code, out = cli("validate")
     assert code == 1
     errors = [row for row in out.splitlines() if ": error:" in row]
-    assert errors == [f"{policies / 'zz-extra.cedar'}:6: error: {errors[0].split(': error: ', 1)[1]}"]
-    assert "nme" in errors[0]
-    assert "1 errors, 0 warnings" in out
+    # one error per principal type the policy applies to (the tools apply to Users and Agents)
+    assert errors == [f"{policies / 'zz-extra.cedar'}:6: error: {row.split(': error: ', 1)[1]}" for row in errors]
+    assert len(errors) == 2 and all("nme" in row for row in errors)
+    assert "2 errors, 0 warnings" in out
 
 
 def test_validate_names_policies_by_id_never_by_cedar_position(cli: Run, policies: Path) -> None:

@@ -230,6 +230,14 @@ def test_a_modern_result_of_another_type_keeps_it_and_gets_no_hints() -> None:
     assert protocol.filtered_result(body, "tools/list", True)["result"] == {"resultType": "task", "taskId": "t"}
 
 
+@pytest.mark.parametrize("result_type", [None, "", "x", 0, "input_required"])
+def test_a_modern_filtered_list_of_any_result_type_is_private(result_type: Any) -> None:
+    """A list that held tools was filtered for one caller: private with a capped ttl, whatever upstream's type."""
+    body = {"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS, "resultType": result_type, "cacheScope": "public"}}
+    result = protocol.filtered_result(body, "tools/list", True)["result"]
+    assert (result["resultType"], result["cacheScope"], result["ttlMs"]) == (result_type, "private", 0)
+
+
 def test_a_filtered_json_text_body_stays_text_and_bodies_without_result_pass() -> None:
     text = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": TOOLS, "cacheScope": "public"}})
     out = protocol.filtered_result(text, "tools/list", True)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import time
 import warnings
@@ -20,12 +18,13 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from devtools import loopback
 from devtools.gateway import request_event, rpc
 from devtools.issuer import Issuer, new_key, public_jwk
+from devtools.jws import FakeClock, b64url, compact, hmac_signer, rsa_signer
 from interceptor import tokens
 from interceptor.config import Settings
 from interceptor.errors import Refusal
@@ -39,38 +38,6 @@ WELL_KNOWN = {"/.well-known/openid-configuration", "/.well-known/jwks-oidc"}
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
-
-
-class FakeClock:
-    """A settable clock for KeyStore (TTL / cooldown) and the TokenVerifier's identity cache."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def compact(header: dict[str, Any], payload: Any, sign: Callable[[bytes], bytes]) -> str:
-    """A hand-built compact JWS, so headers PyJWT would refuse to encode can be tested."""
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(body)}"
-    return f"{signing_input}.{b64url(sign(signing_input.encode()))}"
-
-
-def rsa_signer(key: rsa.RSAPrivateKey) -> Callable[[bytes], bytes]:
-    return lambda data: key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-
-
-def hmac_signer(secret: bytes) -> Callable[[bytes], bytes]:
-    return lambda data: hmac.new(secret, data, hashlib.sha256).digest()
 
 
 def public_pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -130,17 +97,6 @@ def attacker_key() -> rsa.RSAPrivateKey:
 @pytest.fixture(scope="module")
 def weak_key() -> rsa.RSAPrivateKey:
     return new_key(1024)
-
-
-@pytest.fixture(scope="module")
-def fetcher() -> HttpFetcher:
-    """One fetcher for the module: building its opener loads the system CA bundle, which is slow."""
-    return HttpFetcher(2.0)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(1000.0)
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ MAX_NAMES = 100  # entries kept of a list of names
 MAX_LIST_BYTES = 32 * 1024  # JSON bytes of the entries kept of one list, together
 CLOUDWATCH_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch Logs counts 26 bytes of overhead per event
 _TEXT_FIELDS = ("method", "tool", "rpc_id", "mcp_session_id", "user")
+_AGENT_FIELDS = ("agent", "agent_jti")  # only on records of requests with an agent (AGENT_MODE not off)
 _LIST_FIELDS = ("roles", "argument_names", "spoofed_arguments", "policy_ids", "hidden_tools")
+_GATE_FIELDS = ("user_policy_ids", "agent_policy_ids")  # only on delegated calls (each gate's determining policies)
 _KEPT_WHOLE = ("phase", "mode", "lambda_request_id", "decision", "forwarded", "reason", "latency_us")
 _BIG_INT = 10**MAX_TEXT  # an id of more digits is written as capped text
 _TRACE_ENV = "_X_AMZN_TRACE_ID"  # set by Lambda per invocation, as Powertools reads it
@@ -159,10 +161,14 @@ def _bound(fields: dict[str, Any]) -> None:
     detail = fields["detail"]
     if detail is not None and len(detail) > MAX_DETAIL:
         fields["detail"] = _clip(detail, MAX_DETAIL)
-    for key in _LIST_FIELDS:
+    for key in _LIST_FIELDS + _GATE_FIELDS:
         names = fields.get(key)
         if names and (len(names) > MAX_NAMES or sum(map(len, names)) > MAX_TEXT):
             fields[key] = _clip_names(names)
+    for key in _AGENT_FIELDS:  # a verified SPIFFE ID (up to 2 KiB) and jti, capped like every caller-derived value
+        value = fields.get(key)
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            fields[key] = _clip(value)
 
 
 def _clip(text: str, limit: int = MAX_TEXT) -> str:

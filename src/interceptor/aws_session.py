@@ -89,20 +89,22 @@ class SessionBroker:
         """Whether calls to `tool` receive an AWS session."""
         return any(fnmatch.fnmatchcase(tool, p) for p in self._patterns)
 
-    def session_for(self, identity: Identity, tool: str) -> AwsSession:
-        """A cached or freshly minted session for this human and tool; raises `Refusal` (`session_unavailable`:
-        STS refused or could not be reached; the detail is an AWS error code, never a secret).
+    def session_for(self, identity: Identity, tool: str, agent: str | None = None) -> AwsSession:
+        """A cached or freshly minted session for this human and tool (through `agent`, the SPIFFE ID of the agent
+        acting for them, tagged `teleport-agent`; the human stays the SourceIdentity and session name); raises
+        `Refusal` (`session_unavailable`: STS refused or could not be reached; the detail is an AWS error code,
+        never a secret).
 
-        The cache key is what the session name and tags are computed from (user, roles, tool, cluster), so a
-        warm hit skips the mapping work too.
+        The cache key is what the session name and tags are computed from (user, roles, tool, cluster, agent),
+        so a warm hit skips the mapping work too.
         """
-        key = (identity.user, identity.roles, tool, identity.issuer)
+        key = (identity.user, identity.roles, tool, identity.issuer, agent)
         cached = self._cache.get(key)
         if cached is not None and cached.expires_at - self._clock() > REFRESH_MARGIN_S:
             return cached
         name = sts_names.session_name(identity.user)
         try:
-            tags = sts_names.session_tags(identity.user, identity.roles, tool, identity.issuer)
+            tags = sts_names.session_tags(identity.user, identity.roles, tool, identity.issuer, agent)
         except ValueError as exc:
             raise Refusal(Reason.SESSION_UNAVAILABLE, str(exc)) from None
         session = self._assume(name, tags)

@@ -14,11 +14,15 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from interceptor import spiffe
 from interceptor.errors import Problems
 from interceptor.methods import UNCOVERED
 
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110 token)
 BUNDLED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
+DEFAULT_AGENT_HEADER = "X-Teleport-Agent-Token"
+WORKLOAD_IDENTITY_PATH = "/workload-identity"  # where Teleport's proxy publishes the Workload Identity issuer
 
 
 class Mode(StrEnum):
@@ -26,6 +30,33 @@ class Mode(StrEnum):
 
     ENFORCE = "enforce"
     LOG_ONLY = "log_only"
+
+
+class AgentMode(StrEnum):
+    """`off`: no agent credential is read (today's behaviour); `optional`: verified and used when sent;
+    `required`: every authenticated request must carry a valid one."""
+
+    OFF = "off"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The agent credential's settings (README "Agents"); present only when AGENT_MODE is not `off`."""
+
+    mode: AgentMode
+    issuer: str
+    audience: str
+    id_patterns: tuple[str, ...]
+    header: str = DEFAULT_AGENT_HEADER
+    pinned_jwks: str | None = None
+    max_lifetime_s: int = 3600
+
+    @property
+    def discovery_url(self) -> str:
+        """Where Teleport publishes the Workload Identity issuer's OIDC discovery document."""
+        return self.issuer + "/.well-known/openid-configuration"
 
 
 @dataclass(frozen=True)
@@ -46,6 +77,7 @@ class Settings:
     session_duration_s: int = 900
     session_tools: tuple[str, ...] = ()
     forward_uncovered_methods: frozenset[str] = frozenset()
+    agents: AgentSettings | None = None  # AGENT_MODE optional or required
 
     @property
     def discovery_url(self) -> str:
@@ -62,7 +94,7 @@ class Settings:
             problems.append("TELEPORT_AUDIENCE is required (the Teleport MCP app URI, mcp+https://<gateway>/mcp)")
         elif any(c.isspace() for c in audience):
             problems.append("TELEPORT_AUDIENCE must not contain whitespace")
-        pinned = _pinned_jwks(env.get("TELEPORT_JWKS", "").strip(), problems)
+        pinned = _pinned_jwks(env.get("TELEPORT_JWKS", "").strip(), problems, "TELEPORT_JWKS")
         policy_dir = Path(env.get("POLICY_DIR") or BUNDLED_POLICY_DIR)
         if not policy_dir.is_dir():
             problems.append("POLICY_DIR is not a directory")
@@ -86,6 +118,7 @@ class Settings:
                 env.get("SESSION_TOOLS", ""), bool(env.get("SESSION_ROLE_ARN", "").strip()), problems
             ),
             forward_uncovered_methods=_uncovered_methods(env.get("FORWARD_UNCOVERED_METHODS", ""), problems),
+            agents=_agents(env, issuer, audience, problems),
         )
         if problems:
             raise Problems(problems)
@@ -112,24 +145,66 @@ def check_fetch_url(url: str) -> str | None:
     return "must use https (plain http only to a loopback address)"
 
 
-def _issuer(raw: str, problems: list[str]) -> str:
+def _issuer(raw: str, problems: list[str], name: str = "TELEPORT_ISSUER") -> str:
     issuer = raw.strip()
     if not issuer:
-        problems.append("TELEPORT_ISSUER is required (the Teleport proxy URL, e.g. https://teleport.example.com)")
+        problems.append(f"{name} is required (the Teleport proxy URL, e.g. https://teleport.example.com)")
         return issuer
     if (why := check_fetch_url(issuer)) is not None:
-        problems.append(f"TELEPORT_ISSUER {why}")
+        problems.append(f"{name} {why}")
     parts = urlsplit(issuer)
     if parts.query or parts.fragment or parts.username or parts.password:
-        problems.append("TELEPORT_ISSUER must be a bare URL (no query, fragment or credentials)")
+        problems.append(f"{name} must be a bare URL (no query, fragment or credentials)")
     if issuer.endswith("/"):
-        problems.append("TELEPORT_ISSUER must not end with '/': Teleport's iss claim has no trailing slash")
+        problems.append(f"{name} must not end with '/': Teleport's iss claim has no trailing slash")
     if (port := _port(parts)) is not None and _DEFAULT_PORTS.get(parts.scheme) == port:
         problems.append(
-            f"TELEPORT_ISSUER must not name the default port :{port}: Teleport's iss claim "
+            f"{name} must not name the default port :{port}: Teleport's iss claim "
             f"never carries it (write {urlunsplit(parts._replace(netloc=parts.netloc.rsplit(':', 1)[0]))})"
         )
     return issuer
+
+
+def _agents(env: Mapping[str, str], issuer: str, audience: str, problems: list[str]) -> AgentSettings | None:
+    """The agent settings, or None with AGENT_MODE `off` (the default), when no other AGENT_* setting is read."""
+    mode_text = (env.get("AGENT_MODE") or AgentMode.OFF.value).strip().lower()
+    if mode_text not in {m.value for m in AgentMode}:
+        problems.append("AGENT_MODE must be 'off', 'optional' or 'required'")
+        return None
+    mode = AgentMode(mode_text)
+    if mode is AgentMode.OFF:
+        return None
+    agent_issuer = issuer + WORKLOAD_IDENTITY_PATH
+    if env.get("AGENT_ISSUER", "").strip():
+        agent_issuer = _issuer(env["AGENT_ISSUER"], problems, "AGENT_ISSUER")
+    if agent_issuer == issuer:
+        problems.append(
+            "AGENT_ISSUER must differ from TELEPORT_ISSUER: a user's ID token must never pass as an agent's"
+        )
+    agent_audience = env.get("AGENT_AUDIENCE", "").strip() or audience
+    if any(c.isspace() for c in agent_audience):
+        problems.append("AGENT_AUDIENCE must not contain whitespace")
+    header = (env.get("AGENT_TOKEN_HEADER") or DEFAULT_AGENT_HEADER).strip()
+    if not _HEADER_NAME.fullmatch(header) or header.lower() == "authorization" or header.lower().startswith("mcp-"):
+        problems.append("AGENT_TOKEN_HEADER must be an HTTP header name other than Authorization and the Mcp-* headers")
+    patterns = tuple(p.strip() for p in env.get("AGENT_ID_PATTERNS", "").split(",") if p.strip())
+    if not patterns:
+        problems.append(
+            "AGENT_ID_PATTERNS is required with AGENT_MODE optional or required "
+            "(comma-separated SPIFFE ID globs, e.g. spiffe://example.teleport.sh/agents/*)"
+        )
+    for number, pattern in enumerate(patterns, 1):
+        if (why := spiffe.pattern_problem(pattern)) is not None:
+            problems.append(f"AGENT_ID_PATTERNS pattern {number} {why}")
+    return AgentSettings(
+        mode=mode,
+        issuer=agent_issuer,
+        audience=agent_audience,
+        id_patterns=patterns,
+        header=header,
+        pinned_jwks=_pinned_jwks(env.get("AGENT_JWKS", "").strip(), problems, "AGENT_JWKS"),
+        max_lifetime_s=int(_number(env, "AGENT_MAX_LIFETIME_SECONDS", 3600, 60, 86400, problems)),
+    )
 
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -143,7 +218,7 @@ def _port(parts: SplitResult) -> int | None:
         return None
 
 
-def _pinned_jwks(raw: str, problems: list[str]) -> str | None:
+def _pinned_jwks(raw: str, problems: list[str], name: str) -> str | None:
     if not raw:
         return None
     text = raw
@@ -151,15 +226,15 @@ def _pinned_jwks(raw: str, problems: list[str]) -> str | None:
         try:
             text = Path(raw).read_text(encoding="utf-8")
         except OSError:
-            problems.append("TELEPORT_JWKS is neither JSON text nor a readable file")
+            problems.append(f"{name} is neither JSON text nor a readable file")
             return None
     try:
         doc = json.loads(text)
     except ValueError:
-        problems.append("TELEPORT_JWKS is not valid JSON")
+        problems.append(f"{name} is not valid JSON")
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
-        problems.append("TELEPORT_JWKS must be a JWKS object with a 'keys' list")
+        problems.append(f"{name} must be a JWKS object with a 'keys' list")
         return None
     return text
 

@@ -22,12 +22,15 @@ class InterceptorError(Exception):
 
 
 class Refusal(InterceptorError):
-    """Stop and answer with `reason`; `detail` says why, for operators (logs and audit), never to the caller."""
+    """Stop and answer with `reason`; `detail` says why, for operators (logs and audit), never to the caller.
+    `hint`, when given, is a fixed phrase the caller may read after the reason's message (what exactly failed, in
+    words a person can act on; never input): the agent token's refusals say which check failed this way."""
 
-    def __init__(self, reason: Reason, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str, hint: str | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.hint = hint
 
 
 class Problems(InterceptorError):

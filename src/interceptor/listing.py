@@ -14,6 +14,11 @@ others. A caller's list evaluates only the sets of its own keys; each tool then 
 policies through the action index, in time linear in the answers. This equals the per-tool evaluation whenever
 no condition mentions `action` (such tools, and every tool of a caller whose evaluation reports an error or
 unknown entity, are evaluated one by one), and results are cached per caller.
+
+A delegated caller (an agent present, README "Agents") sees the intersection: the tools the user's gate could
+allow with `context.agent` known to be that agent, and those the agent's own gate could allow. In the agent modes
+the user's context is known but for the arguments (the agent, or that there is none), so rules on
+`context.agent` are decided, not left open.
 """
 
 from __future__ import annotations
@@ -25,10 +30,19 @@ from typing import Any
 
 import cedarpy
 
+from interceptor.agents import Agent
 from interceptor.contract import TOOLS_CALL, McpRequest
 from interceptor.errors import Refusal
 from interceptor.lru import LRUDict
-from interceptor.policy import ENTITY_CACHE_SIZE, TOOL_SEPARATOR, PolicyEngine, PolicyGroup
+from interceptor.policy import (
+    ENTITY_CACHE_SIZE,
+    TOOL_SEPARATOR,
+    PolicyEngine,
+    PolicyGroup,
+    Principal,
+    agent_principal,
+    user_principal,
+)
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
 
@@ -174,9 +188,10 @@ def _json_object(text: Any) -> Mapping[str, Any] | None:
 class ToolLister:
     """Which tools each caller may see, per container: indexed at init, computed once per caller and cached."""
 
-    def __init__(self, engine: PolicyEngine, policy_set: str) -> None:
+    def __init__(self, engine: PolicyEngine, policy_set: str, *, known_context: bool = False) -> None:
         self.policy_set = policy_set
         self._engine = engine
+        self._known_context = known_context  # agent modes: the user's `context.agent` is known (README "Agents")
         compiled = engine.compiled
         self._policies = compiled.policies
         one_by_one: set[str] = set()
@@ -202,38 +217,51 @@ class ToolLister:
         self._probe_tool = min(self._grouped, default="")  # any grouped tool: probe forms ignore the action
         self._cache: LRUDict[tuple[Any, ...], frozenset[str]] = LRUDict(ENTITY_CACHE_SIZE)
 
-    def visible(self, identity: Identity) -> frozenset[str]:
-        """The tools `identity` may see (callers repeat: Teleport reuses a token per MCP session)."""
-        key = (identity.user, identity.roles, tuple(identity.traits.items()))
+    def visible(self, identity: Identity, agent: Agent | None = None) -> frozenset[str]:
+        """The tools `identity` may see, through `agent` when one acts for them: the intersection of both gates
+        (callers repeat: Teleport reuses a token per MCP session)."""
+        key: tuple[Any, ...] = (identity.user, identity.roles, tuple(identity.traits.items()))
+        if self._known_context:
+            key += (agent.spiffe_id if agent is not None else None,)
         tools = self._cache.get(key)
         if tools is None:
-            tools = self._compute(identity)
+            tools = self._compute(user_principal(identity, agent, known_context=self._known_context))
+            self._cache[key] = tools
+        if agent is not None:
+            tools &= self._visible_to_agent(agent)
+        return tools
+
+    def _visible_to_agent(self, agent: Agent) -> frozenset[str]:
+        """What the agent's own gate could allow, whoever it acts for (only tools the schema lets agents call)."""
+        key = ("agent", agent.spiffe_id)
+        tools = self._cache.get(key)
+        if tools is None:
+            tools = self._compute(agent_principal(agent)) & self._engine.compiled.agent_callable
             self._cache[key] = tools
         return tools
 
-    def _compute(self, identity: Identity) -> frozenset[str]:
+    def _compute(self, principal: Principal) -> frozenset[str]:
         """A full and a partial evaluation per principal key of the caller; per tool only where they cannot say."""
         satisfied: set[int] = set()  # policies satisfied whatever the arguments
         possible: set[int] = set()  # policies that are or may be satisfied
-        keys = [None, *(("role", role) for role in sorted(set(identity.roles))), ("user", identity.user)]
-        for key in keys:
+        for key in principal.keys:
             for reads_arguments in (False, True):
                 group = self._sets.get((key, reads_arguments))
                 if group is None:
                     continue
                 if reads_arguments:
-                    partial = self._engine.partially_evaluate(identity, self._probe_tool, group.policies)
+                    partial = self._engine.partially_evaluate(principal, self._probe_tool, group.policies)
                     if not _usable(partial):  # only per-tool evaluation says which tools it concerns
-                        return self._each(identity, self._permitted | self._one_by_one)
+                        return self._each(principal, self._permitted | self._one_by_one)
                     sure, maybe = _outcomes(partial)
                 else:
-                    full = self._engine.probe(identity, self._probe_tool, group.policies)
+                    full = self._engine.probe(principal, self._probe_tool, group.policies)
                     if full.diagnostics.errors:
-                        return self._each(identity, self._permitted | self._one_by_one)
+                        return self._each(principal, self._permitted | self._one_by_one)
                     sure = maybe = frozenset(full.diagnostics.reasons)
                 satisfied.update(group.member(cedar_id) for cedar_id in sure)
                 possible.update(group.member(cedar_id) for cedar_id in maybe)
-        return frozenset(self._decide(satisfied, possible)) | self._each(identity, self._one_by_one)
+        return frozenset(self._decide(satisfied, possible)) | self._each(principal, self._one_by_one)
 
     def _decide(self, satisfied: set[int], possible: set[int]) -> set[str]:
         """The listing rule for every grouped tool at once: a tool of some possible permit, of no sure forbid."""
@@ -253,6 +281,6 @@ class ToolLister:
                 shown.difference_update(targets)
         return shown
 
-    def _each(self, identity: Identity, tools: Iterable[str]) -> frozenset[str]:
+    def _each(self, principal: Principal, tools: Iterable[str]) -> frozenset[str]:
         """The rule by one partial evaluation per tool, over the tool's own policies."""
-        return frozenset(tool for tool in tools if could_allow(self._engine.partially_evaluate(identity, tool)))
+        return frozenset(tool for tool in tools if could_allow(self._engine.partially_evaluate(principal, tool)))

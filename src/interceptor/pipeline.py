@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from aws_lambda_powertools import Logger
 
 from interceptor import contract, listing, protocol
+from interceptor.agents import Agent, AgentCredentials
 from interceptor.audit import Auditor, AuditRecord, Verdict
 from interceptor.aws_session import SessionBroker
 from interceptor.config import Mode
@@ -32,7 +33,7 @@ from tool_identity import SESSION_ARG
 
 logger = Logger(service=SERVICE, child=True)
 
-_POLICY_REASONS = frozenset({Reason.POLICY_DENIED, Reason.TOOL_UNKNOWN, Reason.POLICY_ERROR})
+_POLICY_REASONS = frozenset({Reason.POLICY_DENIED, Reason.AGENT_DENIED, Reason.TOOL_UNKNOWN, Reason.POLICY_ERROR})
 
 
 class Outcome(NamedTuple):
@@ -64,7 +65,7 @@ class Handler(ABC):
             record.rpc_id = exc.rpc_id
             outcome = _refused(exc.reason, exc.detail, exc.rpc_id, exc.target_kind)
         except Refusal as exc:
-            outcome = _refused(exc.reason, exc.detail, record.rpc_id)
+            outcome = _refused(exc.reason, exc.detail, record.rpc_id, hint=exc.hint)
         except Exception:
             logger.exception("unexpected error; request refused")
             outcome = _refused(Reason.INTERNAL_ERROR, None, record.rpc_id)
@@ -131,28 +132,30 @@ class Interceptor(Handler):
         *,
         lister: ToolLister,
         forward_uncovered: frozenset[str] = frozenset(),
+        agents: AgentCredentials | None = None,
     ) -> None:
         super().__init__(mode, auditor, forward_uncovered)
         self._verifier = verifier
         self._engine = engine
         self._sessions = sessions
         self._lister = lister
+        self._agents = agents  # None: AGENT_MODE off, no agent header is ever read
 
     def _request(self, request: McpRequest, record: AuditRecord) -> Outcome:
-        identity = self._authenticate(request, record)
+        identity, agent = self._authenticate(request, record)
         if request.tool is None:
             body, spoofed = without_reserved(request.body)
             record.spoofed_arguments = list(spoofed)
             return Outcome(contract.forward_request(body), Reason.ALLOWED, "allow", forwarded=True)
-        return self._authorize_call(request, request.tool, identity, record)
+        return self._authorize_call(request, request.tool, identity, agent, record)
 
     def _response(self, response: McpResponse, record: AuditRecord) -> Outcome:
         """Tool lists are filtered for the verified caller; every other response passes unchanged (the REQUEST
         phase decided on it already, and nothing in it depends on who asks)."""
         if not listing.carries_tools(response.request, response.body) or protocol.interim(response.body):
             return Outcome(contract.pass_response(response), Reason.PASSTHROUGH, "allow", forwarded=True)
-        identity = self._authenticate(response.request, record)
-        filtered = listing.filter_response(response.body, self._lister.visible(identity))
+        identity, agent = self._authenticate(response.request, record)
+        filtered = listing.filter_response(response.body, self._lister.visible(identity, agent))
         record.extra.update(filtered.audit_fields(self._lister.policy_set))
         if self._mode is Mode.LOG_ONLY:  # unfiltered: the upstream caching hints still hold
             output = contract.respond(response.status_code, response.body)
@@ -161,19 +164,30 @@ class Interceptor(Handler):
             output = contract.respond(response.status_code, body)
         return Outcome(output, Reason.TOOLS_FILTERED, "filter", forwarded=True)
 
-    def _authenticate(self, request: McpRequest, record: AuditRecord) -> Identity:
-        """The verified caller, recorded in the audit record; raises `Refusal`."""
+    def _authenticate(self, request: McpRequest, record: AuditRecord) -> tuple[Identity, Agent | None]:
+        """The verified caller, and the verified agent acting for them (agent modes; None without one), recorded
+        in the audit record; raises `Refusal`."""
         if request.headers is None:
             raise Refusal(Reason.HEADERS_MISSING, "event has no headers: passRequestHeaders is off")
         identity = self._verifier.verify(contract.compact_token(bearer_token(request.headers)))
         record.user, record.roles, record.bot = identity.user, list(identity.roles), identity.bot
-        return identity
+        if self._agents is None:
+            return identity, None
+        agent = self._agents.admit(request.headers, identity)
+        if agent is not None:
+            record.extra["agent"], record.extra["agent_jti"] = agent.spiffe_id, agent.token_id
+        return identity, agent
 
-    def _authorize_call(self, request: McpRequest, tool: str, identity: Identity, record: AuditRecord) -> Outcome:
+    def _authorize_call(
+        self, request: McpRequest, tool: str, identity: Identity, agent: Agent | None, record: AuditRecord
+    ) -> Outcome:
         arguments, spoofed = split_reserved(request.arguments, request.body.get("params"))
         record.argument_names, record.spoofed_arguments = sorted(arguments), list(spoofed)
-        decision = self._engine.authorize(identity, tool, arguments)
+        decision = self._engine.authorize(identity, tool, arguments, agent)
         record.policy_ids = list(decision.policy_ids)
+        for gate in decision.gates:
+            record.extra[f"{gate.who}_decision"] = "allow" if gate.allowed else "deny"
+            record.extra[f"{gate.who}_policy_ids"] = list(gate.policy_ids)
         detail = None
         if decision.errors:
             detail = "; ".join(decision.errors)
@@ -182,33 +196,60 @@ class Interceptor(Handler):
         if decision.allowed or (self._mode is Mode.LOG_ONLY and decision.reason in _POLICY_REASONS):
             try:
                 # AWS credentials only for calls policy allows: log_only forwards denied calls without them.
-                extra = self._session_argument(identity, tool, record) if decision.allowed else {}
+                extra = self._session_argument(identity, agent, tool, record) if decision.allowed else {}
             except Refusal as exc:  # session_unavailable: the call is refused like a denial the agent can read
                 logger.error("AWS session unavailable; call refused", extra={"problem": exc.detail})
                 decision, verdict, detail = Decision(False, exc.reason), "deny", exc.detail
             else:
-                output = contract.forward_request(stamp(request.body, arguments, identity, extra))
+                output = contract.forward_request(stamp(request.body, arguments, identity, extra, agent))
                 return Outcome(output, decision.reason, verdict, forwarded=True, detail=detail)
-        why = message(decision.reason)
-        if decision.reason is Reason.POLICY_DENIED and decision.policy_ids:
-            why = "forbidden by policy " + ", ".join(repr(p) for p in decision.policy_ids)
-        text = f"Teleport user '{identity.user}' may not call tool '{tool}': {why} (reason: {decision.reason.value})."
+        text = _denial(identity, agent, tool, decision)
         output = contract.respond(200, contract.tool_error(request.rpc_id, text, request.modern))
         return Outcome(output, decision.reason, verdict, detail=detail)
 
-    def _session_argument(self, identity: Identity, tool: str, record: AuditRecord) -> dict[str, Any]:
+    def _session_argument(
+        self, identity: Identity, agent: Agent | None, tool: str, record: AuditRecord
+    ) -> dict[str, Any]:
         """The reserved AWS session argument for tools configured to receive one (else nothing)."""
         if self._sessions is None or not self._sessions.wants(tool):
             return {}
-        session = self._sessions.session_for(identity, tool)
+        session = self._sessions.session_for(identity, tool, agent.spiffe_id if agent is not None else None)
         record.extra.update(session.audit_fields)
         return {SESSION_ARG: session.argument}
 
 
-def _refused(reason: Reason, detail: str | None, rpc_id: Any, target_kind: str = "mcp") -> Outcome:
+def _denial(identity: Identity, agent: Agent | None, tool: str, decision: Decision) -> str:
+    """What the agent reads when a call is refused: who may not call what, and why. On a delegated call each gate
+    that refused says so ("Teleport user 'alice' ...", "the agent 'spiffe://...' ...")."""
+    reason = f"(reason: {decision.reason.value})."
+    refusing = [gate for gate in decision.gates if not gate.allowed]
+    if agent is None or decision.reason not in {Reason.POLICY_DENIED, Reason.AGENT_DENIED} or not refusing:
+        through = "" if agent is None else f" through agent '{agent.spiffe_id}'"
+        why = _why(decision.reason, decision.policy_ids)
+        return f"Teleport user '{identity.user}'{through} may not call tool '{tool}': {why} {reason}"
+    said = [
+        f"Teleport user '{identity.user}' may not call tool '{tool}' through agent '{agent.spiffe_id}': "
+        + _why(Reason.POLICY_DENIED, gate.policy_ids)
+        if gate.who == "user"
+        else f"the agent '{agent.spiffe_id}' may not call tool '{tool}' for Teleport user '{identity.user}': "
+        + _why(Reason.AGENT_DENIED, gate.policy_ids)
+        for gate in refusing
+    ]
+    return "; ".join(said) + f" {reason}"
+
+
+def _why(reason: Reason, policy_ids: tuple[str, ...]) -> str:
+    if reason in {Reason.POLICY_DENIED, Reason.AGENT_DENIED} and policy_ids:
+        return "forbidden by policy " + ", ".join(repr(p) for p in policy_ids)
+    return message(reason)
+
+
+def _refused(
+    reason: Reason, detail: str | None, rpc_id: Any, target_kind: str = "mcp", hint: str | None = None
+) -> Outcome:
     """The refusal for `reason` with its status and JSON-RPC code from `ANSWERS` (an `isError` tool result for
-    reasons the agent can explain)."""
+    reasons the agent can explain); a refusal's `hint` (which check failed, in fixed words) follows the message."""
     status, code = ANSWERS[reason]
-    text = f"{message(reason)} (reason: {reason.value})"
+    text = f"{message(reason)}{f'; {hint}' if hint else ''} (reason: {reason.value})"
     body = contract.tool_error(rpc_id, text) if code is None else contract.rpc_error(rpc_id, code, text)
     return Outcome(contract.respond(status, body, target_kind), reason, detail=detail)

@@ -1,7 +1,9 @@
 """Cedar authorization of gateway tool calls: policies validated and indexed once, one decision per call.
 
 The model (documented in the README): principal `Teleport::User::"<username>"` in one `Teleport::Role` per
-Teleport role, with attributes `name` and `bot` and one `Set<String>` tag per trait; action
+Teleport role, with attributes `name` and `bot` and one `Set<String>` tag per trait; or, for the agent gate of a
+delegated call, `Teleport::Agent::"<spiffe id>"` (attributes `name`, `bot` false, `trust_domain`, `path`), with
+`context.agent` naming that agent in both gates' requests (README "Agents"); action
 `Teleport::Action::"<target>___<tool>"` inside the action group `Teleport::Action::"<target>"`; resource
 `Teleport::Gateway::"agentcore"`; `context.input` = the tool arguments, typed by the schema (`cedar_input`: a
 null optional argument is absent, JSON numbers become `Long` or `decimal` when exact, anything else is refused).
@@ -23,7 +25,7 @@ import importlib.metadata
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 
 import cedarpy
 
+from interceptor.agents import Agent
 from interceptor.errors import Problems, Refusal
 from interceptor.lru import LRUDict
 from interceptor.reasons import Reason
@@ -39,12 +42,13 @@ from tool_identity import tool_arguments
 
 NAMESPACE = "Teleport"
 USER_TYPE = f"{NAMESPACE}::User"
+AGENT_TYPE = f"{NAMESPACE}::Agent"
 ROLE_TYPE = f"{NAMESPACE}::Role"
 ACTION_TYPE = f"{NAMESPACE}::Action"
 GATEWAY = {"type": f"{NAMESPACE}::Gateway", "id": "agentcore"}
 SCHEMA_FILE = "schema.cedarschema"
 BUNDLE_FILE = "policies.bundle.json"
-BUNDLE_FORMAT = 2
+BUNDLE_FORMAT = 3
 TOOL_SEPARATOR = "___"
 ENTITY_CACHE_SIZE = 256
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1  # Cedar's Long; its decimal is a Long count of 1/10,000ths
@@ -57,6 +61,7 @@ _TOKEN = re.compile(r'\s*("(?:[^"\\]|\\.)*"|::|[A-Za-z_][A-Za-z0-9_]*|\S)')
 _RUST_UNESCAPE = re.compile(r"\\(u\{([0-9a-fA-F]{1,6})\}|.)", re.DOTALL)
 _NO_TEMPLATES: dict[str, Any] = {"templates": {}, "templateLinks": []}
 _WIDENED = {"op": "All"}
+_UNKNOWN_INPUT = {"__extn": {"fn": "unknown", "arg": "input"}}  # partial evaluation: the arguments are not known
 
 # A Cedar type as `cedar_input` needs it, in JSON (bundles hold one per tool): a type name ("Long", "decimal",
 # "String", ...), {"set": <element>} or {"attrs": {<name>: <type>}, "optional": [<names>]}. OPAQUE: a type the
@@ -72,13 +77,26 @@ class PolicySetInvalid(Problems):
 
 
 @dataclass(frozen=True)
+class Gate:
+    """One gate's answer on a delegated call: `who` is "user" (principal the user, `context.agent` set) or "agent"
+    (principal the agent); `policy_ids` are its determining policies."""
+
+    who: str
+    allowed: bool
+    policy_ids: tuple[str, ...]
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Decision:
-    """The outcome of one authorization: only `allowed` True lets a call through."""
+    """The outcome of one authorization: only `allowed` True lets a call through. A delegated call (an agent
+    present) also carries both gates' answers in `gates` (user, agent); a call without an agent carries none."""
 
     allowed: bool
     reason: Reason
     policy_ids: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    gates: tuple[Gate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,7 @@ class CompiledSet:
     inputs: Mapping[str, Shape]  # every tool -> the Cedar type of its `context.input` (see `cedar_input`)
     callable: frozenset[str]  # tools the schema lets a User call at the Gateway (others always fail to build)
     policies: tuple[CompiledPolicy, ...]
+    agent_callable: frozenset[str] = frozenset()  # tools the schema lets an Agent call (the agent gate's scope)
 
     @property
     def tools(self) -> tuple[str, ...]:
@@ -150,6 +169,7 @@ class CompiledSet:
             "files": list(self.files),
             "inputs": dict(sorted(self.inputs.items())),
             "callable": sorted(self.callable),
+            "agent_callable": sorted(self.agent_callable),
             "policies": [asdict(policy) for policy in self.policies],
         }
         return json.dumps(body, indent=0) + "\n"
@@ -175,7 +195,14 @@ class CompiledSet:
             inputs = body["inputs"]
             if not isinstance(inputs, dict):
                 return None
-            return cls(digest, tuple(body["files"]), inputs, frozenset(body["callable"]), policies)
+            return cls(
+                digest,
+                tuple(body["files"]),
+                inputs,
+                frozenset(body["callable"]),
+                policies,
+                frozenset(body["agent_callable"]),
+            )
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -236,8 +263,9 @@ def compile_policies(source: PolicySource, schema: cedarpy.Schema) -> CompiledSe
         bundle_digest(source),
         tuple(source.files),
         inputs,
-        frozenset(tool for tool in tools if _callable_by_users(tool, schema, static)),
+        frozenset(tool for tool in tools if _callable_by(USER_TYPE, tool, schema, static)),
         tuple(_compiled(policy_id, policy, tools, members) for policy_id, policy in policies.items()),
+        frozenset(tool for tool in tools if _callable_by(AGENT_TYPE, tool, schema, static)),
     )
 
 
@@ -310,11 +338,11 @@ def tool_members(static: cedarpy.Entities, tools: frozenset[str]) -> dict[tuple[
     return members
 
 
-def _callable_by_users(tool: str, schema: cedarpy.Schema, static: cedarpy.Entities) -> bool:
-    """Whether the schema lets a `User` call `tool` on the `Gateway` at all; if not, every call fails to build
-    and is refused (`policy_error`), whatever the policies say."""
+def _callable_by(principal_type: str, tool: str, schema: cedarpy.Schema, static: cedarpy.Entities) -> bool:
+    """Whether the schema lets a principal of `principal_type` (User, Agent) call `tool` on the `Gateway` at all;
+    if not, every such call fails to build and is refused (`policy_error`), whatever the policies say."""
     request = {
-        "principal": cedar_uid(USER_TYPE, "schema-probe"),
+        "principal": cedar_uid(principal_type, "schema-probe"),
         "action": cedar_uid(ACTION_TYPE, tool),
         "resource": cedar_uid(GATEWAY["type"], GATEWAY["id"]),
     }
@@ -356,8 +384,9 @@ def _reads(node: Any, variable: str) -> bool:
 
 def _principal(scope: Mapping[str, Any]) -> tuple[str, str] | None:
     """The only callers a principal scope can match. Principals are Users whose only ancestors are their Roles,
-    so `in Role::"r"` matches holders of role r and `==`/`in User::"u"` matches u. Any other form: None (evaluated
-    for every caller; evaluating a policy that cannot match changes no answer)."""
+    so `in Role::"r"` matches holders of role r and `==`/`in User::"u"` matches u; and Agents, which have no
+    ancestors, so `==`/`in Agent::"a"` matches a. Any other form: None (evaluated for every caller; evaluating a
+    policy that cannot match changes no answer)."""
     op = scope["op"]
     if op == "is" and scope["entity_type"] == USER_TYPE and "in" in scope:
         op, scope = "in", scope["in"]
@@ -368,6 +397,8 @@ def _principal(scope: Mapping[str, Any]) -> tuple[str, str] | None:
         return ("role", entity["id"])
     if entity["type"] == USER_TYPE:
         return ("user", entity["id"])
+    if entity["type"] == AGENT_TYPE:
+        return ("agent", entity["id"])
     return None
 
 
@@ -594,8 +625,11 @@ class PolicyEngine:
         """The policies in `folder`: from its bundle when that matches the files, else read and strictly validated."""
         return cls(PolicySource.read(folder))
 
-    def authorize(self, identity: Identity, tool: str, arguments: Mapping[str, Any]) -> Decision:
-        """Decide whether `identity` may call `tool` with `arguments`; anything but Allow is a deny."""
+    def authorize(
+        self, identity: Identity, tool: str, arguments: Mapping[str, Any], agent: Agent | None = None
+    ) -> Decision:
+        """Decide whether `identity` may call `tool` with `arguments`; anything but Allow is a deny. With an
+        `agent`, two gates in one Cedar batch decide, and both must allow (`_delegated`)."""
         group = self._group(tool)
         if group is None:
             return Decision(False, Reason.TOOL_UNKNOWN)
@@ -604,6 +638,8 @@ class PolicyEngine:
             typed = cedar_input(tool_arguments(arguments), self.compiled.inputs[tool])
         except Untypable as exc:
             return Decision(False, Reason.POLICY_ERROR, errors=(str(exc),))
+        if agent is not None:
+            return self._delegated(group, identity, agent, tool, typed)
         request = {
             "principal": {"type": USER_TYPE, "id": identity.user},
             "action": {"type": ACTION_TYPE, "id": tool},
@@ -611,15 +647,48 @@ class PolicyEngine:
             "context": {"input": typed},
         }
         result = cedarpy.is_authorized(request, group.policies, self._entities(identity), self._schema)
+        gate = self._gate("user", group, result)
+        if gate.errors:
+            # A policy whose condition errors is skipped; a skipped forbid would loosen access: refuse.
+            return Decision(False, Reason.POLICY_ERROR, gate.policy_ids, gate.errors)
+        if gate.allowed:
+            return Decision(True, Reason.ALLOWED, gate.policy_ids)
+        return Decision(False, Reason.POLICY_DENIED, gate.policy_ids)
+
+    def _delegated(self, group: PolicyGroup, identity: Identity, agent: Agent, tool: str, typed: Any) -> Decision:
+        """Both gates of a delegated call in one batch: the user (with `context.agent`) and the agent (what this
+        agent may ever do, whoever it acts for). An error in either refuses (`policy_error`); a user refusal is
+        `policy_denied`, an agent refusal alone `agent_denied`."""
+        if tool not in self.compiled.agent_callable:
+            problem = "the policy schema does not let agents call this tool (regenerate it: teleport-policy schema)"
+            return Decision(False, Reason.POLICY_ERROR, errors=(problem,))
+        action = {"type": ACTION_TYPE, "id": tool}
+        context = {"input": typed, "agent": {"__entity": {"type": AGENT_TYPE, "id": agent.spiffe_id}}}
+        requests = [
+            {"principal": {"type": who, "id": name}, "action": action, "resource": GATEWAY, "context": context}
+            for who, name in ((USER_TYPE, identity.user), (AGENT_TYPE, agent.spiffe_id))
+        ]
+        entities = self._entities(identity, agent)
+        results = cedarpy.is_authorized_batch(requests, group.policies, entities, self._schema)
+        user, delegate = (
+            self._gate(who, group, result) for who, result in zip(("user", "agent"), results, strict=True)
+        )
+        gates = (user, delegate)
+        if user.errors or delegate.errors:
+            errors = tuple(f"{gate.who} gate: {error}" for gate in gates for error in gate.errors)
+            ids = tuple(sorted({*user.policy_ids, *delegate.policy_ids}))
+            return Decision(False, Reason.POLICY_ERROR, ids, errors, gates)
+        if not user.allowed:
+            return Decision(False, Reason.POLICY_DENIED, user.policy_ids, gates=gates)
+        if not delegate.allowed:
+            return Decision(False, Reason.AGENT_DENIED, delegate.policy_ids, gates=gates)
+        return Decision(True, Reason.ALLOWED, tuple(sorted({*user.policy_ids, *delegate.policy_ids})), gates=gates)
+
+    def _gate(self, who: str, group: PolicyGroup, result: cedarpy.AuthzResult) -> Gate:
         diagnostics = result.diagnostics
         ids = self.named(group, diagnostics.reasons)
         errors = tuple(self._describe_error(e, group) for e in diagnostics.errors)
-        if errors:
-            # A policy whose condition errors is skipped; a skipped forbid would loosen access: refuse.
-            return Decision(False, Reason.POLICY_ERROR, ids, errors)
-        if result.allowed:
-            return Decision(True, Reason.ALLOWED, ids)
-        return Decision(False, Reason.POLICY_DENIED, ids)
+        return Gate(who, result.allowed and not errors, ids, errors)
 
     def named(self, group: PolicyGroup, cedar_ids: Iterable[str]) -> tuple[str, ...]:
         """The authors' ids of the policies Cedar names by position in `group`, sorted."""
@@ -634,12 +703,17 @@ class PolicyEngine:
             self._groups[tool] = group
         return group
 
-    def _entities(self, identity: Identity) -> cedarpy.Entities:
-        """Static entities plus this principal, kept for the principals seen recently (tokens are reused)."""
-        key = (identity.user, identity.roles, tuple(identity.traits.items()))
+    def _entities(self, identity: Identity, agent: Agent | None = None) -> cedarpy.Entities:
+        """Static entities plus this principal (and agent), kept for those seen recently (tokens are reused)."""
+        key: tuple[Any, ...] = (identity.user, identity.roles, tuple(identity.traits.items()))
+        if agent is not None:
+            key += (agent.spiffe_id,)
+        return self._store(key, lambda: principal_entities(identity, agent))
+
+    def _store(self, key: tuple[Any, ...], build: Callable[[], list[dict[str, Any]]]) -> cedarpy.Entities:
         entities = self._principals.get(key)
         if entities is None:
-            entities = self._static.with_added_json_str(json.dumps(principal_entities(identity)))
+            entities = self._static.with_added_json_str(json.dumps(build()))
             self._principals[key] = entities
         return entities
 
@@ -652,37 +726,92 @@ class PolicyEngine:
             return "a policy failed to evaluate"
         return f"policy {self.named(group, [match.group(1)])[0]} failed to evaluate"
 
-    def _listing_request(self, identity: Identity, tool: str) -> dict[str, Any]:
+    def _listing_request(self, principal: Principal, tool: str) -> dict[str, Any]:
         """Uids in Cedar syntax, the only form partial evaluation takes; full probes use the same form, so a
         caller whose name Cedar cannot read fails both the same way."""
         return {
-            "principal": cedar_uid(USER_TYPE, identity.user),
+            "principal": cedar_uid(principal.type, principal.id),
             "action": cedar_uid(ACTION_TYPE, tool),
             "resource": cedar_uid(GATEWAY["type"], GATEWAY["id"]),
         }
 
     def partially_evaluate(
-        self, identity: Identity, tool: str, policies: cedarpy.PolicySet | None = None
+        self, who: Identity | Principal, tool: str, policies: cedarpy.PolicySet | None = None
     ) -> cedarpy.PartialAuthzResult:
-        """Cedar partial evaluation of `identity` calling `tool` with the arguments (context) unknown, over
-        `policies` (by default the tool's own slice). For listing only: it is never an authorization decision."""
+        """Cedar partial evaluation of `who` (a user, or a `Principal` of either gate) calling `tool` with the
+        arguments unknown, over `policies` (by default the tool's own slice). For listing only: it is never an
+        authorization decision. A principal whose context is known but for the arguments (agent modes: the agent,
+        or that there is none) is evaluated with `context.input` unknown and without the schema, which cannot
+        type an unknown; otherwise the whole context is unknown, as always."""
+        principal = who if isinstance(who, Principal) else user_principal(who)
         if policies is None:
             group = self._group(tool)
             if group is None:
                 raise KeyError(tool)
             policies = group.policies
-        return cedarpy.is_authorized_partial(
-            self._listing_request(identity, tool), policies, self._entities(identity), self._schema
-        )
+        request = self._listing_request(principal, tool)
+        entities = self._store(principal.cache_key, lambda: list(principal.entities))
+        if principal.context is None:
+            return cedarpy.is_authorized_partial(request, policies, entities, self._schema)
+        request["context"] = {**principal.context, "input": _UNKNOWN_INPUT}
+        return cedarpy.is_authorized_partial(request, policies, entities)
 
-    def probe(self, identity: Identity, tool: str, policies: cedarpy.PolicySet) -> cedarpy.AuthzResult:
-        """Cedar full evaluation of `identity` over `policies` that never read the arguments (no context, so no
+    def probe(self, who: Identity | Principal, tool: str, policies: cedarpy.PolicySet) -> cedarpy.AuthzResult:
+        """Cedar full evaluation of `who` over `policies` that never read the context (so none is given, and no
         schema check of the request). For listing only: it is never an authorization decision."""
-        return cedarpy.is_authorized(self._listing_request(identity, tool), policies, self._entities(identity))
+        principal = who if isinstance(who, Principal) else user_principal(who)
+        entities = self._store(principal.cache_key, lambda: list(principal.entities))
+        return cedarpy.is_authorized(self._listing_request(principal, tool), policies, entities)
 
 
-def principal_entities(identity: Identity) -> list[dict[str, Any]]:
-    """The request's entities as `{"type", "id"}` dicts: the user, in one Role per Teleport role."""
+@dataclass(frozen=True)
+class Principal:
+    """Whom one gate asks about, as tool listing needs it: Cedar uid, the principal-index keys its policies can be
+    filed under (`CompiledPolicy.principal`), its entities, and the context known besides the arguments (None:
+    none, the whole context unknown, as without agents). Built by `user_principal` and `agent_principal`."""
+
+    type: str
+    id: str
+    keys: tuple[tuple[str, str] | None, ...]
+    cache_key: tuple[Any, ...]
+    entities: tuple[dict[str, Any], ...]
+    context: Mapping[str, Any] | None = None
+
+
+def user_principal(identity: Identity, agent: Agent | None = None, *, known_context: bool = False) -> Principal:
+    """The user gate's principal; with `known_context` (agent modes) `context.agent` is known: the agent, or absent."""
+    roles = sorted(set(identity.roles))
+    key: tuple[Any, ...] = (identity.user, identity.roles, tuple(identity.traits.items()))
+    context: dict[str, Any] | None = None
+    if agent is not None:  # the same key as the entities `PolicyEngine._entities` builds for this pair
+        key += (agent.spiffe_id,)
+    if known_context:
+        context = {} if agent is None else {"agent": {"__entity": {"type": AGENT_TYPE, "id": agent.spiffe_id}}}
+    return Principal(
+        USER_TYPE,
+        identity.user,
+        (None, *(("role", role) for role in roles), ("user", identity.user)),
+        key,
+        tuple(principal_entities(identity, agent)),
+        context,
+    )
+
+
+def agent_principal(agent: Agent) -> Principal:
+    """The agent gate's principal: the agent, with `context.agent` naming itself, as on its calls."""
+    context = {"agent": {"__entity": {"type": AGENT_TYPE, "id": agent.spiffe_id}}}
+    return Principal(
+        AGENT_TYPE,
+        agent.spiffe_id,
+        (None, ("agent", agent.spiffe_id)),
+        ("agent", agent.spiffe_id),
+        (agent_entity(agent),),
+        context,
+    )
+
+
+def principal_entities(identity: Identity, agent: Agent | None = None) -> list[dict[str, Any]]:
+    """The request's entities as `{"type", "id"}` dicts: the user, in one Role per Teleport role (and the agent)."""
     roles = [{"type": ROLE_TYPE, "id": role} for role in identity.roles]
     user = {
         "uid": {"type": USER_TYPE, "id": identity.user},
@@ -690,7 +819,18 @@ def principal_entities(identity: Identity) -> list[dict[str, Any]]:
         "parents": roles,
         "tags": {name: list(values) for name, values in identity.traits.items()},
     }
-    return [user, *({"uid": role, "attrs": {}, "parents": []} for role in roles)]
+    agents = [agent_entity(agent)] if agent is not None else []
+    return [user, *({"uid": role, "attrs": {}, "parents": []} for role in roles), *agents]
+
+
+def agent_entity(agent: Agent) -> dict[str, Any]:
+    """`Teleport::Agent::"<spiffe id>"`: `name` (the SPIFFE ID), `bot` (always false: it marks Machine ID users;
+    it exists so policies written for users keep validating), `trust_domain` and `path`. No parents, no tags."""
+    return {
+        "uid": {"type": AGENT_TYPE, "id": agent.spiffe_id},
+        "attrs": {"name": agent.spiffe_id, "bot": False, "trust_domain": agent.trust_domain, "path": agent.path},
+        "parents": [],
+    }
 
 
 def cedar_uid(entity_type: str, entity_id: str) -> str:

@@ -103,14 +103,16 @@ def filtered_result(body: Any, method: str, modern: bool) -> Any:
     """A response body whose result was filtered for one caller, as it may leave: no upstream caching hint
     survives (a per-caller result must never read as shareable); a modern final result states
     `resultType: "complete"`, and a modern cacheable one (tools/list) is `cacheScope: "private"` with the
-    upstream `ttlMs` capped at MAX_FILTERED_TTL_MS (absent or invalid: 0). JSON text stays JSON text."""
+    upstream `ttlMs` capped at MAX_FILTERED_TTL_MS (absent or invalid: 0), as is any modern list that holds
+    filtered tools whatever its `resultType` says (an upstream `null` or unknown type must not make a per-caller
+    list look shareable). JSON text stays JSON text."""
     if isinstance(body, str):
         return json.dumps(filtered_result(json.loads(body), method, modern))
     result = body.get("result") if isinstance(body, Mapping) else None
     if not isinstance(result, Mapping):
         return body
     out = {k: v for k, v in result.items() if k not in (TTL, SCOPE)}
-    if modern and out.setdefault(RESULT_TYPE, COMPLETE) == COMPLETE and method in CACHEABLE:
+    if modern and (out.setdefault(RESULT_TYPE, COMPLETE) == COMPLETE or "tools" in out) and method in CACHEABLE:
         out[TTL] = _capped_ttl(result.get(TTL))
         out[SCOPE] = "private"
     return {**body, "result": out}

@@ -41,10 +41,14 @@ class Reason(StrEnum):
     ISSUER_MISMATCH = "issuer_mismatch"
     AUDIENCE_MISMATCH = "audience_mismatch"
     CLAIMS_INVALID = "claims_invalid"
+    # The agent credential (AGENT_MODE optional or required).
+    AGENT_TOKEN_MISSING = "agent_token_missing"
+    AGENT_TOKEN_INVALID = "agent_token_invalid"
     # Authorization.
     TOOL_UNKNOWN = "tool_unknown"
     POLICY_DENIED = "policy_denied"
     POLICY_ERROR = "policy_error"
+    AGENT_DENIED = "agent_denied"
     # AWS identity.
     SESSION_UNAVAILABLE = "session_unavailable"
 
@@ -83,9 +87,14 @@ MESSAGES: dict[Reason, str] = {
     Reason.AUDIENCE_MISMATCH: "audience mismatch: the token was issued for another app; the Teleport app URI "
     "must equal the gateway's configured audience",
     Reason.CLAIMS_INVALID: "token claims invalid: user, roles or traits are missing or malformed",
+    Reason.AGENT_TOKEN_MISSING: "no agent token: this gateway requires the calling agent's own Teleport Workload "
+    "Identity JWT-SVID in the agent token header (a tbot workload-identity-jwt output), next to the user's token",
+    Reason.AGENT_TOKEN_INVALID: "agent token invalid: the agent token header must hold one current Teleport Workload "
+    "Identity JWT-SVID issued for this gateway's audience, naming an agent this gateway admits",
     Reason.TOOL_UNKNOWN: "unknown tool: the policy schema does not know this tool",
     Reason.POLICY_DENIED: "no policy allows this call",
     Reason.POLICY_ERROR: "the call could not be evaluated (the arguments may not match the tool's input schema)",
+    Reason.AGENT_DENIED: "no policy allows this agent this call",
     Reason.SESSION_UNAVAILABLE: "no AWS session could be created for you (STS refused or is unreachable); "
     "an administrator must check the session role and its trust policy",
 }
@@ -138,9 +147,12 @@ ANSWERS: dict[Reason, Answer] = {
     Reason.ISSUER_MISMATCH: _UNAUTHORIZED,
     Reason.AUDIENCE_MISMATCH: _UNAUTHORIZED,
     Reason.CLAIMS_INVALID: _UNAUTHORIZED,
+    Reason.AGENT_TOKEN_MISSING: _UNAUTHORIZED,
+    Reason.AGENT_TOKEN_INVALID: _UNAUTHORIZED,
     Reason.TOOL_UNKNOWN: _TOOL_RESULT,
     Reason.POLICY_DENIED: _TOOL_RESULT,
     Reason.POLICY_ERROR: _TOOL_RESULT,
+    Reason.AGENT_DENIED: _TOOL_RESULT,
     Reason.SESSION_UNAVAILABLE: _TOOL_RESULT,
 }
 

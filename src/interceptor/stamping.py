@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from interceptor.agents import Agent
 from interceptor.tokens import Identity
 from tool_identity import (
+    AGENT_ARG,
     IDENTITY_META_KEY,
     ROLES_ARG,
     USER_ARG,
@@ -45,19 +47,23 @@ def stamp(
     clean_arguments: Mapping[str, Any],
     identity: Identity,
     extra: Mapping[str, Any] | None = None,
+    agent: Agent | None = None,
 ) -> dict[str, Any]:
-    """A copy of `body` whose arguments are `clean_arguments` plus the identity (and `extra` reserved
-    values), and whose `params._meta` (which MCP servers read; a Lambda target sees only the arguments) holds no
-    caller-sent reserved name or `IDENTITY_META_KEY` in any case, but the identity under `IDENTITY_META_KEY`;
-    its other keys (e.g. `io.modelcontextprotocol/protocolVersion`) and the rest of the body are kept and the
-    input is not mutated."""
+    """A copy of `body` whose arguments are `clean_arguments` plus the identity (the verified `agent` too, on a
+    delegated call; and `extra` reserved values), and whose `params._meta` (which MCP servers read; a Lambda
+    target sees only the arguments) holds no caller-sent reserved name or `IDENTITY_META_KEY` in any case, but
+    the identity under `IDENTITY_META_KEY`; its other keys (e.g. `io.modelcontextprotocol/protocolVersion`) and
+    the rest of the body are kept and the input is not mutated."""
     arguments = {**clean_arguments, USER_ARG: identity.user, ROLES_ARG: list(identity.roles)}
+    spiffe_id = agent.spiffe_id if agent is not None else None
+    if spiffe_id is not None:
+        arguments[AGENT_ARG] = spiffe_id
     if extra:
         arguments.update(extra)
     params = {**body["params"], "arguments": arguments}
     meta = params.get("_meta")
     kept = {k: v for k, v in meta.items() if not _interceptor_only(k)} if isinstance(meta, Mapping) else {}
-    params["_meta"] = {**kept, IDENTITY_META_KEY: identity_meta(identity.user, identity.roles)}
+    params["_meta"] = {**kept, IDENTITY_META_KEY: identity_meta(identity.user, identity.roles, spiffe_id)}
     return {**body, "params": params}
 
 

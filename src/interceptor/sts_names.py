@@ -26,6 +26,7 @@ TAG_USER = "teleport-user"
 TAG_ROLES = "teleport-roles"
 TAG_TOOL = "teleport-tool"
 TAG_CLUSTER = "teleport-cluster"
+TAG_AGENT = "teleport-agent"
 
 
 def _is_name_char(ch: str) -> bool:
@@ -74,14 +75,19 @@ def cluster_value(issuer: str) -> str:
     return tag_value(urlsplit(issuer).netloc or issuer)
 
 
-def session_tags(user: str, roles: Iterable[str], tool: str, issuer: str) -> list[dict[str, str]]:
-    """The session tags for one call; every key is also a transitive tag key."""
+def session_tags(
+    user: str, roles: Iterable[str], tool: str, issuer: str, agent: str | None = None
+) -> list[dict[str, str]]:
+    """The session tags for one call; every key is also a transitive tag key. A delegated call adds the agent's
+    SPIFFE ID (`teleport-agent`; `spiffe://` IDs are tag characters, one over 256 is mapped like any value)."""
     tags = [
         {"Key": TAG_USER, "Value": tag_value(user)},
         {"Key": TAG_ROLES, "Value": roles_value(roles)},
         {"Key": TAG_TOOL, "Value": tag_value(tool)},
         {"Key": TAG_CLUSTER, "Value": cluster_value(issuer)},
     ]
+    if agent is not None:
+        tags.append({"Key": TAG_AGENT, "Value": tag_value(agent)})
     check_tags(tags)
     return tags
 

@@ -1,10 +1,14 @@
-"""Bearer extraction and Teleport OIDC ID token verification, turning a token into an `Identity`.
+"""Bearer extraction and Teleport token verification: the human's OIDC ID token becomes an `Identity`.
 
 The token is decoded once: strict base64url and JSON parsing of header and payload, then the cheap checks (size,
-shape, header, issuer) before any key is fetched, then PyJWT's RS256 (`cryptography` underneath) over the exact
-signing input, tried against every candidate key (Teleport's tokens carry no `kid`), then strict claim checks.
-Decoding with `jwt.decode` after an unverified peek parsed every token twice and checked base64 characters in a
-Python loop; the checks it made are all made here (README "Authentication").
+shape, header, issuer) before any key is fetched, then PyJWT's RS256 or ES256 (`cryptography` underneath) over
+the exact signing input, tried against every candidate key of the pinned algorithm (Teleport's ID tokens carry no
+`kid`), then strict claim checks. Decoding with `jwt.decode` after an unverified peek parsed every token twice and
+checked base64 characters in a Python loop; the checks it made are all made here (README "Authentication").
+
+`JwtVerifier` is that one implementation, parameterised by what a token kind must be (`Expected`: issuer,
+audience, pinned algorithms, maximum lifetime) and what its claims become (`_result`). `TokenVerifier` is the
+human's ID token; `agents.AgentVerifier` is the agent's Workload Identity JWT-SVID.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import hashlib
 import json
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from jwt.algorithms import RSAAlgorithm
+from jwt.algorithms import Algorithm, ECAlgorithm, RSAAlgorithm
 
 from interceptor.errors import Refusal
-from interceptor.keys import PINNED_ALG, KeyStore
+from interceptor.keys import ES256, RS256, KeyStore
 from interceptor.lru import LRUDict
 from interceptor.reasons import Reason
 
@@ -31,7 +36,7 @@ BOT_PREFIXES = ("bot-", "remote-bot-")  # a bot of a trusted leaf cluster appear
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")  # base64url without padding (RFC 7515 compact serialization)
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-_RS256 = RSAAlgorithm(RSAAlgorithm.SHA256)
+_VERIFIERS: dict[str, Algorithm] = {RS256: RSAAlgorithm(RSAAlgorithm.SHA256), ES256: ECAlgorithm(ECAlgorithm.SHA256)}
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Identity:
     traits: Mapping[str, tuple[str, ...]]
     issuer: str
     expires_at: int
+    actor: str | None = None  # RFC 8693 `act.sub`: the agent the ID token says acts for the user (agent modes only)
 
     @property
     def bot(self) -> bool:
@@ -65,31 +71,50 @@ def bearer_token(headers: Mapping[str, Any]) -> str:
     return parts[1]
 
 
-class TokenVerifier:
-    """Verifies Teleport OIDC ID tokens for one issuer and one exact audience.
+class Expiring(Protocol):
+    """What a verified token becomes: something that knows when the token expires (the cache needs it)."""
 
-    Verified identities are cached by token digest until the token expires: Teleport re-uses one token per
-    MCP session for up to ten minutes, so the warm path skips the RSA work without weakening any check.
+    @property
+    def expires_at(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What one kind of token must be: its exact issuer and audience, the pinned algorithms (never taken from the
+    token), a maximum lifetime (`exp - iat`; None: no bound), and the prefix of the settings that name these
+    (`TELEPORT`, `AGENT`), for details that say which setting a token disagrees with."""
+
+    issuer: str
+    audience: str
+    algorithms: frozenset[str] = frozenset({RS256})
+    max_lifetime_s: int | None = None
+    settings: str = "TELEPORT"
+
+
+class JwtVerifier[T: Expiring](ABC):
+    """Verifies one kind of Teleport JWT (`Expected`): strict parse, cheap checks before any key, the signature
+    against the store's keys of the token's pinned algorithm, then the claims every kind shares; `_result` checks
+    the kind's own claims and builds what the token proves.
+
+    Results are cached by token digest until the token expires: Teleport re-uses one token per MCP session for up
+    to ten minutes, so the warm path skips the signature work without weakening any check (expiry is re-checked on
+    every hit).
     """
 
     def __init__(
-        self,
-        issuer: str,
-        audience: str,
-        keys: KeyStore,
-        leeway_s: int,
-        cache_size: int,
-        clock: Callable[[], float] = time.time,
+        self, expected: Expected, keys: KeyStore, leeway_s: int, cache_size: int, clock: Callable[[], float] = time.time
     ) -> None:
-        self._issuer = issuer
-        self._audience = audience
+        self._expected = expected
+        self._issuer = expected.issuer
+        self._audience = expected.audience
         self._keys = keys
         self._leeway_s = leeway_s
         self._clock = clock
-        self._cache: LRUDict[bytes, Identity] = LRUDict(cache_size)  # 0: nothing is kept
+        self._cache: LRUDict[bytes, T] = LRUDict(cache_size)  # 0: nothing is kept
+        self._algorithms = " or ".join(sorted(expected.algorithms, reverse=True))
 
-    def verify(self, token: str) -> Identity:
-        """Return the token's identity or raise `Refusal` with the reason to report (the only exception it
+    def verify(self, token: str) -> T:
+        """Return what the token proves or raise `Refusal` with the reason to report (the only exception it
         raises: an identity provider that cannot be reached is `idp_unavailable`)."""
         if len(token) > MAX_TOKEN_BYTES or not token.isascii():
             raise Refusal(Reason.TOKEN_MALFORMED, "token larger than 16 KiB or not ASCII")
@@ -100,21 +125,22 @@ class TokenVerifier:
                 return cached
             del self._cache[digest]
             raise Refusal(Reason.TOKEN_EXPIRED, "cached token expired")
-        identity = self._verify_uncached(token)
-        self._cache[digest] = identity
-        return identity
+        result = self._verify_uncached(token)
+        self._cache[digest] = result
+        return result
 
-    def _verify_uncached(self, token: str) -> Identity:
+    def _verify_uncached(self, token: str) -> T:
         jws = _Jws.parse(token)
-        kid = self._precheck(jws)
-        self._verify_signature(jws, kid)
-        return self._identity(jws.claims)
+        kid, alg = self._precheck(jws)
+        self._verify_signature(jws, kid, alg)
+        return self._result(self._claims(jws.claims))
 
-    def _precheck(self, jws: _Jws) -> str | None:
+    def _precheck(self, jws: _Jws) -> tuple[str | None, str]:
         """Header and issuer checks that need no key, so bad tokens never trigger a JWKS fetch."""
         header = jws.header
-        if header.get("alg") != PINNED_ALG:
-            raise Refusal(Reason.ALGORITHM_NOT_ALLOWED, "token alg is not RS256")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._expected.algorithms:
+            raise Refusal(Reason.ALGORITHM_NOT_ALLOWED, f"token alg is not {self._algorithms}")
         if "crit" in header:
             raise Refusal(Reason.TOKEN_MALFORMED, "token has a crit header")
         if str(header.get("cty", "")).upper() == "JWT":
@@ -125,21 +151,23 @@ class TokenVerifier:
         if kid is not None and (not isinstance(kid, str) or len(kid) > MAX_KID_CHARS):
             raise Refusal(Reason.TOKEN_MALFORMED, "token kid is not a short string")
         if jws.claims.get("iss") != self._issuer:
-            raise Refusal(Reason.ISSUER_MISMATCH, "token iss differs from TELEPORT_ISSUER")
-        return kid
+            raise Refusal(Reason.ISSUER_MISMATCH, f"token iss differs from {self._expected.settings}_ISSUER")
+        return kid, alg
 
-    def _verify_signature(self, jws: _Jws, kid: str | None) -> None:
-        """RS256 over the exact signing input with each candidate key; one JWKS refresh (rate-limited) on a miss."""
+    def _verify_signature(self, jws: _Jws, kid: str | None, alg: str) -> None:
+        """The pinned algorithm over the exact signing input with each candidate key of that algorithm (the key's
+        type decides which algorithm it verifies); one JWKS refresh (rate-limited) on a miss."""
+        verifier = _VERIFIERS[alg]
         for attempt in range(2):
-            for candidate in self._keys.candidates(kid):
-                if _RS256.verify(jws.signing_input, candidate.key, jws.signature):
+            for candidate in self._keys.candidates(kid, alg):
+                if verifier.verify(jws.signing_input, candidate.key, jws.signature):
                     return
             if attempt == 0 and not self._keys.refresh_after_miss():
                 break
         raise Refusal(Reason.SIGNATURE_INVALID, "no Teleport key verifies the token signature")
 
-    def _identity(self, claims: dict[str, Any]) -> Identity:
-        """Strict claims of a signed token: what `jwt.decode` checked (required, time, audience) and more."""
+    def _claims(self, claims: dict[str, Any]) -> dict[str, Any]:
+        """The claims every kind shares, strictly: what `jwt.decode` checked (required, time, audience) and more."""
         if any(claims.get(c) is None for c in REQUIRED_CLAIMS):
             raise Refusal(Reason.CLAIMS_INVALID, "iss, aud, exp, iat and sub are required")
         if any(not _is_int(claims[c]) for c in ("exp", "iat", "nbf") if c in claims):
@@ -151,10 +179,43 @@ class TokenVerifier:
             raise Refusal(Reason.TOKEN_EXPIRED, "token expired")
         aud = claims["aud"]
         if aud not in (self._audience, [self._audience]):
-            raise Refusal(Reason.AUDIENCE_MISMATCH, "token audience is not exactly TELEPORT_AUDIENCE")
+            raise Refusal(Reason.AUDIENCE_MISMATCH, f"token audience is not exactly {self._expected.settings}_AUDIENCE")
+        lifetime = self._expected.max_lifetime_s
+        if lifetime is not None and claims["exp"] - claims["iat"] > lifetime:
+            raise Refusal(
+                Reason.CLAIMS_INVALID, f"token lifetime exceeds {self._expected.settings}_MAX_LIFETIME_SECONDS"
+            )
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise Refusal(Reason.CLAIMS_INVALID, "sub is not a non-empty string")
+        return claims
+
+    @abstractmethod
+    def _result(self, claims: dict[str, Any]) -> T:
+        """What a signed token with valid shared claims proves; raises `Refusal` for this kind's own claims."""
+
+
+class TokenVerifier(JwtVerifier[Identity]):
+    """Verifies Teleport OIDC ID tokens for one issuer and one exact audience (RS256 only, no lifetime bound:
+    Teleport's MCP tokens live ten minutes). With `actor_claims` (an agent mode is on) an RFC 8693 `act` claim is
+    read strictly and its `sub` becomes `Identity.actor`; otherwise `act` is ignored, as any unknown claim."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        keys: KeyStore,
+        leeway_s: int,
+        cache_size: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        actor_claims: bool = False,
+    ) -> None:
+        super().__init__(Expected(issuer, audience), keys, leeway_s, cache_size, clock)
+        self._actor_claims = actor_claims
+
+    def _result(self, claims: dict[str, Any]) -> Identity:
+        sub = claims["sub"]
         if "username" in claims and claims["username"] != sub:
             raise Refusal(Reason.CLAIMS_INVALID, "username differs from sub")
         if "jti" in claims and not isinstance(claims["jti"], str):
@@ -165,6 +226,7 @@ class TokenVerifier:
             traits=_traits(claims.get("traits")),
             issuer=self._issuer,
             expires_at=claims["exp"],
+            actor=_actor(claims["act"]) if self._actor_claims and "act" in claims else None,
         )
 
 
@@ -222,6 +284,15 @@ def _json_object(segment: str) -> dict[str, Any]:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _actor(value: Any) -> str:
+    """RFC 8693 `act`: an object whose `sub` names the current actor (an `act` nested in it names earlier actors
+    in a chain and is not read)."""
+    sub = value.get("sub") if isinstance(value, dict) else None
+    if not isinstance(sub, str) or not sub:
+        raise Refusal(Reason.CLAIMS_INVALID, "act is not an object with a non-empty string sub")
+    return sub
 
 
 def _roles(value: Any) -> tuple[str, ...]:

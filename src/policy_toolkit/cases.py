@@ -12,11 +12,25 @@ YAML (`policies/tests/*.yaml`), one list item per case:
       policies: [developers-read-orders]  # determining policies (@id), optional (subset check)
       num_errors: 0                       # evaluation errors expected, optional
 
+A delegated call (README "Agents") names the agent and says what each of its two gates decides; it is stored as
+two run-tests cases, `<name> [user gate]` (principal the user) and `<name> [agent gate]` (principal the agent),
+both with `context.agent`:
+
+    - name: the orders assistant may not update an order, even for an order admin
+      user: carol
+      roles: [order-admin]
+      agent: spiffe://example.teleport.sh/agents/orders-assistant
+      tool: orders___update_order
+      arguments: {order_id: "42", status: shipped}
+      expect: {user: allow, agent: deny}  # `allow` alone: both gates allow
+      policies: {user: [order-admins-manage-orders], agent: [no-destructive-tools-for-agents]}
+
 `teleport-policy expand` writes each YAML file's cases as `<name>.cedartests.json` in Cedar's format
 (`{"name", "request": {principal, action, resource, context}, "entities", "decision", "reason", "num_errors"}`)
 so the Cedar CLI's `run-tests` reads the same cases: `context.input` is the arguments as the engine hands them to
 Cedar (`cedar_input`: null optional arguments left out, decimals as Cedar's `__extn` JSON), or as written when the
-engine refuses them. Cases run through `PolicyEngine.authorize`, the code path of the deployed interceptor.
+engine refuses them. Cases run through `PolicyEngine.authorize`, the code path of the deployed interceptor; a gate
+case is judged on its own gate's answer.
 """
 
 from __future__ import annotations
@@ -30,8 +44,11 @@ from typing import Any
 
 import yaml
 
+from interceptor import spiffe
+from interceptor.agents import Agent
 from interceptor.policy import (
     ACTION_TYPE,
+    AGENT_TYPE,
     GATEWAY,
     USER_TYPE,
     Decision,
@@ -41,9 +58,11 @@ from interceptor.policy import (
     cedar_input,
     principal_entities,
 )
+from interceptor.reasons import Reason
 from interceptor.tokens import Identity
 
 JSON_SUFFIX = ".cedartests.json"
+GATES = ("user", "agent")
 
 
 class CaseError(Exception):
@@ -62,21 +81,38 @@ class Case:
     expect_allow: bool
     policies: tuple[str, ...]
     num_errors: int = 0
+    agent: Agent | None = None  # a delegated call: the agent acting for the user
+    gate: str | None = None  # with an agent: the gate this case judges ("user" or "agent")
 
     def run(self, engine: PolicyEngine) -> Decision:
-        return engine.authorize(self.identity, self.tool, self.arguments)
+        """The engine's decision; for a gate case, that gate's answer as a decision of its own."""
+        decision = engine.authorize(self.identity, self.tool, self.arguments, self.agent)
+        gate = next((g for g in decision.gates if g.who == self.gate), None)
+        if gate is None:  # no gate case, or refused before the gates (an unknown tool, untypable arguments)
+            return decision
+        reason = Reason.POLICY_ERROR if gate.errors else Reason.ALLOWED if gate.allowed else _DENIED[gate.who]
+        return Decision(gate.allowed, reason, gate.policy_ids, gate.errors)
 
     def to_cedar(self, inputs: Mapping[str, Shape]) -> dict[str, Any]:
         """This case in Cedar's run-tests format; `inputs` are the schema's tool input types."""
+        context: dict[str, Any] = {"input": self._cedar_input(inputs)}
+        principal = {"type": USER_TYPE, "id": self.identity.user}
+        if self.agent is not None:
+            uid = {"type": AGENT_TYPE, "id": self.agent.spiffe_id}
+            context["agent"] = {"__entity": uid}
+            principal = uid if self.gate == "agent" else principal
         return {
             "name": self.name,
             "request": {
-                "principal": {"type": USER_TYPE, "id": self.identity.user},
+                "principal": principal,
                 "action": {"type": ACTION_TYPE, "id": self.tool},
                 "resource": GATEWAY,
-                "context": {"input": self._cedar_input(inputs)},
+                "context": context,
             },
-            "entities": [*principal_entities(self.identity), {"uid": GATEWAY, "attrs": {}, "parents": []}],
+            "entities": [
+                *principal_entities(self.identity, self.agent),
+                {"uid": GATEWAY, "attrs": {}, "parents": []},
+            ],
             "decision": "allow" if self.expect_allow else "deny",
             "reason": list(self.policies),
             "num_errors": self.num_errors,
@@ -107,11 +143,13 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def from_yaml_item(item: Any, source: str) -> Case:
+_DENIED = {"user": Reason.POLICY_DENIED, "agent": Reason.AGENT_DENIED}
+
+
+def from_yaml_item(item: Any, source: str) -> list[Case]:
+    """The cases of one YAML item: one, or with an `agent` one per gate."""
     if not isinstance(item, Mapping) or not {"name", "user", "tool", "expect"} <= item.keys():
         raise CaseError(f"{source}: each case needs name, user, tool and expect")
-    if item["expect"] not in {"allow", "deny"}:
-        raise CaseError(f"{source}: {item['name']}: expect must be allow or deny")
     where = f"{source}: {item['name']}"
     roles, traits, arguments = item.get("roles") or [], item.get("traits") or {}, item.get("arguments") or {}
     if not _strings(roles):
@@ -121,31 +159,80 @@ def from_yaml_item(item: Any, source: str) -> Case:
     if not isinstance(arguments, Mapping):
         raise CaseError(f"{where}: arguments must be a mapping")
     identity = Identity(str(item["user"]), tuple(roles), {k: tuple(v) for k, v in traits.items()}, "policy-tests", 0)
-    return Case(
-        str(item["name"]),
-        source,
-        identity,
-        str(item["tool"]),
-        dict(arguments),
-        item["expect"] == "allow",
-        tuple(item.get("policies") or ()),
-        int(item.get("num_errors", 0)),
-    )
+    expect: dict[str | None, Any] = {None: item["expect"]}
+    policies: dict[str | None, Any] = {None: item.get("policies")}
+    agent: Agent | None = None
+    gates: tuple[str | None, ...] = (None,)
+    if "agent" in item:
+        expect, policies = (
+            _per_gate(item["expect"], where, "expect"),
+            _per_gate(item.get("policies"), where, "policies"),
+        )
+        agent, gates = _agent(item["agent"], where), GATES
+    return [
+        Case(
+            str(item["name"]) if gate is None else f"{item['name']} [{gate} gate]",
+            source,
+            identity,
+            str(item["tool"]),
+            dict(arguments),
+            _allows(expect[gate], where),
+            tuple(policies.get(gate) or ()),
+            int(item.get("num_errors", 0)),
+            agent,
+            gate,
+        )
+        for gate in gates
+    ]
+
+
+def _allows(expect: Any, where: str) -> bool:
+    if not isinstance(expect, str) or expect not in {"allow", "deny"}:
+        raise CaseError(f"{where}: expect must be allow or deny")
+    return bool(expect == "allow")
+
+
+def _per_gate(value: Any, where: str, field: str) -> dict[str | None, Any]:
+    """An agent case's `expect` or `policies` by gate: `{user: ..., agent: ...}` (`expect: allow` alone means both
+    gates allow; a bare `deny` cannot say which gate refuses)."""
+    if field == "expect" and value == "allow":
+        return dict.fromkeys(GATES, "allow")
+    if value is None and field == "policies":
+        return {}
+    if not isinstance(value, Mapping) or not set(value) <= set(GATES) or (field == "expect" and set(value) != {*GATES}):
+        raise CaseError(f"{where}: with an agent, {field} must give each gate's: {{user: ..., agent: ...}}")
+    return dict(value)
+
+
+def _agent(value: Any, where: str) -> Agent:
+    parsed = spiffe.parse_id(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise CaseError(f"{where}: agent must be a workload's SPIFFE ID (spiffe://<trust domain>/<path>)")
+    return Agent(value, parsed[0], parsed[1], "policy-tests", 0)
 
 
 def from_cedar(entry: Mapping[str, Any], source: str) -> Case:
-    """Read a run-tests case back into the interceptor's terms (user, roles, traits, tool, arguments)."""
+    """Read a run-tests case back into the interceptor's terms (user, roles, traits, agent, tool, arguments); a case
+    whose context names an agent is the gate of its principal's type."""
     try:
         request = entry["request"]
         principal = request["principal"]
-        user_entity = next(e for e in entry["entities"] if e["uid"] == principal)
+        agent_uid = request["context"].get("agent", {}).get("__entity")
+        user_uid = principal if agent_uid is None or principal["type"] == USER_TYPE else None
+        user_entity = next(
+            e for e in entry["entities"] if e["uid"] == user_uid or (user_uid is None and e["uid"]["type"] == USER_TYPE)
+        )
         identity = Identity(
-            principal["id"],
+            user_entity["uid"]["id"],
             tuple(p["id"] for p in user_entity.get("parents", [])),
             {k: tuple(v) for k, v in user_entity.get("tags", {}).items()},
             "policy-tests",
             0,
         )
+        agent, gate = None, None
+        if agent_uid is not None:
+            agent = _agent(agent_uid["id"], f"{source}: {entry.get('name', '?')}")
+            gate = "agent" if principal["type"] == AGENT_TYPE else "user"
         return Case(
             entry["name"],
             source,
@@ -155,8 +242,10 @@ def from_cedar(entry: Mapping[str, Any], source: str) -> Case:
             entry["decision"] == "allow",
             tuple(entry.get("reason", [])),
             int(entry.get("num_errors", 0)),
+            agent,
+            gate,
         )
-    except (KeyError, TypeError, StopIteration, ArithmeticError) as exc:
+    except (KeyError, TypeError, AttributeError, StopIteration, ArithmeticError) as exc:
         raise CaseError(f"{source}: case {entry.get('name', '?')!r} is not a run-tests case ({exc})") from None
 
 
@@ -167,7 +256,7 @@ def load_yaml(path: Path) -> list[Case]:
         raise CaseError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(items, list):
         raise CaseError(f"{path}: expected a list of cases")
-    return [from_yaml_item(item, path.name) for item in items]
+    return [case for item in items for case in from_yaml_item(item, path.name)]
 
 
 def load_json(path: Path) -> list[Case]:

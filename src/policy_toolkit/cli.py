@@ -22,6 +22,8 @@ from typing import Any
 
 import cedarpy
 
+from interceptor import spiffe
+from interceptor.agents import Agent
 from interceptor.logs import SERVICE
 from interceptor.policy import (
     BUNDLE_FILE,
@@ -234,11 +236,16 @@ def cmd_test(args: argparse.Namespace) -> int:
     return 1 if failed or problems or (args.coverage and uncovered) else 0
 
 
-def _print_decision(tool: str, identity: Identity, engine: PolicyEngine, arguments: dict[str, Any]) -> int:
-    decision = engine.authorize(identity, tool, arguments)
-    _out(f"user {identity.user} (roles {list(identity.roles)}, bot {identity.bot}) -> {tool}")
+def _print_decision(
+    tool: str, identity: Identity, engine: PolicyEngine, arguments: dict[str, Any], agent: Agent | None = None
+) -> int:
+    decision = engine.authorize(identity, tool, arguments, agent)
+    through = "" if agent is None else f" through agent {agent.spiffe_id}"
+    _out(f"user {identity.user} (roles {list(identity.roles)}, bot {identity.bot}){through} -> {tool}")
     _out(f"decision: {'ALLOW' if decision.allowed else 'DENY'} ({decision.reason.value})")
     _out(f"determining policies: {list(decision.policy_ids) or 'none (default deny)'}")
+    for gate in decision.gates:
+        _out(f"  {gate.who} gate: {'allow' if gate.allowed else 'deny'} by {list(gate.policy_ids) or 'none'}")
     for error in decision.errors:
         _out(f"error: {error}")
     return 0
@@ -255,9 +262,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         name, _, values = trait.partition("=")
         traits[name] = tuple(v for v in values.split(",") if v)
     roles = tuple(r for r in args.roles.split(",") if r)
-    return _print_decision(
-        args.tool, Identity(args.user, roles, traits, "explain", 0), PolicyEngine.load(args.dir), json.loads(args.args)
-    )
+    agent = None
+    if args.agent:
+        parsed = spiffe.parse_id(args.agent)
+        if parsed is None:
+            _out("--agent must be a workload's SPIFFE ID (spiffe://<trust domain>/<path>)")
+            return 2
+        agent = Agent(args.agent, *parsed, "explain", 0)
+    identity = Identity(args.user, roles, traits, "explain", 0)
+    return _print_decision(args.tool, identity, PolicyEngine.load(args.dir), json.loads(args.args), agent)
 
 
 def _explain_event(args: argparse.Namespace) -> int:
@@ -280,11 +293,16 @@ def _explain_event(args: argparse.Namespace) -> int:
         for handler, level in levels.items():
             handler.setLevel(level)
     audit = json.loads(lines[-1])["audit"]
+    through = f" through agent {audit['agent']}" if "agent" in audit else ""
     _out(
-        f"user {audit['user']} (roles {audit['roles']}, bot {audit['bot']}) -> {audit['method']} {audit['tool'] or ''}"
+        f"user {audit['user']} (roles {audit['roles']}, bot {audit['bot']}){through} -> {audit['method']} "
+        f"{audit['tool'] or ''}"
     )
     _out(f"decision: {audit['decision'].upper()} ({audit['reason']}), forwarded: {audit['forwarded']}")
     _out(f"determining policies: {audit['policy_ids']}")
+    for who in ("user", "agent"):
+        if f"{who}_decision" in audit:
+            _out(f"  {who} gate: {audit[f'{who}_decision']} by {audit[f'{who}_policy_ids'] or 'none'}")
     if audit.get("detail"):
         _out(f"detail: {audit['detail']}")
     _out(json.dumps(output, indent=2))
@@ -353,6 +371,7 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--roles", default="", help="comma-separated Teleport roles")
     explain.add_argument("--trait", action="append", default=[], help="name=v1,v2 (repeatable)")
     explain.add_argument("--tool", help="gateway tool name <target>___<tool>")
+    explain.add_argument("--agent", help="SPIFFE ID of the agent acting for the user (a delegated call: two gates)")
     explain.add_argument("--args", default="{}", help="tool arguments as JSON")
     explain.add_argument("--event", type=Path, help="a sample interceptor event (runs the whole interceptor)")
     explain.add_argument("--env", type=Path, default=Path("events/env.json"), help="env file for --event")

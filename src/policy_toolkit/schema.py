@@ -175,7 +175,8 @@ def annotation_groups(tool: Mapping[str, Any]) -> list[str]:
 
 
 def render(targets: Mapping[str, Iterable[Mapping[str, Any]]]) -> str:
-    """The whole schema file: the interceptor's entity model, one group per target, one action per tool."""
+    """The whole schema file: the interceptor's entity model, one group per target, one action per tool. Every
+    tool applies to both gates' principals (User, Agent), and its context may name the agent (`context.agent`)."""
     lines = [
         HEADER,
         f"namespace {NAMESPACE} {{",
@@ -187,6 +188,16 @@ def render(targets: Mapping[str, Iterable[Mapping[str, Any]]]) -> str:
         "    name: String,",
         "    bot: Bool,",
         "  } tags Set<String>;",
+        "",
+        "  // An agent acting for a user (id = its SPIFFE ID, from a Teleport Workload Identity JWT-SVID): the",
+        "  // principal of the agent gate, and `context.agent` in both gates of a delegated call. `bot` is always",
+        "  // false (it marks Machine ID users) and `name` is the SPIFFE ID, so policies written for users validate.",
+        "  entity Agent = {",
+        "    name: String,",
+        "    bot: Bool,",
+        "    trust_domain: String,",
+        "    path: String,",
+        "  };",
         "",
         '  // The AgentCore gateway (id "agentcore").',
         "  entity Gateway;",
@@ -204,9 +215,9 @@ def render(targets: Mapping[str, Iterable[Mapping[str, Any]]]) -> str:
             parents = ", ".join(f"Action::{json.dumps(g)}" for g in [target, *annotation_groups(tool)])
             lines += [
                 f"  action {name} in [{parents}] appliesTo {{",
-                "    principal: [User],",
+                "    principal: [User, Agent],",
                 "    resource: [Gateway],",
-                f"    context: {{ input: {record(tool.get('inputSchema') or {}, 4)} }},",
+                f"    context: {{ agent?: Agent, input: {record(tool.get('inputSchema') or {}, 4)} }},",
                 "  };",
             ]
     lines.append("}")

@@ -1,8 +1,9 @@
 """For tool authors: the verified caller the interceptor stamped into a tool's arguments.
 
 A Lambda tool behind the gateway receives the `tools/call` arguments as its event. The interceptor removed
-anything the agent sent under `_teleport_*` and set `_teleport_user`, `_teleport_roles` and, for tools
-configured to get one, `_teleport_aws_session` (short-lived credentials of an STS session in the human's name).
+anything the agent sent under `_teleport_*` and set `_teleport_user`, `_teleport_roles`, `_teleport_agent` (the
+verified SPIFFE ID of the agent acting for the human, on delegated calls only) and, for tools configured to get
+one, `_teleport_aws_session` (short-lived credentials of an STS session in the human's name).
 
     caller = Caller.from_arguments(event)
     if caller.has_role("order-admin"): ...
@@ -25,9 +26,11 @@ from typing import Any
 RESERVED_PREFIX = "_teleport_"
 USER_ARG = "_teleport_user"
 ROLES_ARG = "_teleport_roles"
+AGENT_ARG = "_teleport_agent"
 SESSION_ARG = "_teleport_aws_session"
 # Our reverse-DNS `_meta` key (not under a prefix MCP reserves: second label `modelcontextprotocol` or `mcp`).
-# Its value is `{"user": str, "roles": [str, ...]}`; the interceptor removes any caller-sent value first.
+# Its value is `{"user": str, "roles": [str, ...]}`, plus `"agent": "<spiffe id>"` on delegated calls; the
+# interceptor removes any caller-sent value first.
 IDENTITY_META_KEY = "sh.teleport/identity"
 _SESSION_KEYS = ("accessKeyId", "secretAccessKey", "sessionToken", "expiration")
 
@@ -42,11 +45,13 @@ class SessionMissing(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """The human (or Machine ID bot) behind a tool call."""
+    """The human (or Machine ID bot) behind a tool call, and the agent acting for them when one proved itself
+    (`agent`: its SPIFFE ID; None on calls without an agent)."""
 
     user: str
     roles: tuple[str, ...]
     aws_session: Mapping[str, str] | None = None
+    agent: str | None = None
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> Caller:
@@ -56,8 +61,13 @@ class Caller:
             raise IdentityMissing("no _teleport_user: call this tool through the gateway and its interceptor")
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise IdentityMissing("no _teleport_roles list: call this tool through the gateway and its interceptor")
-        session = arguments.get(SESSION_ARG)
-        return cls(user, tuple(roles), session if isinstance(session, Mapping) else None)
+        session, agent = arguments.get(SESSION_ARG), arguments.get(AGENT_ARG)
+        return cls(
+            user,
+            tuple(roles),
+            session if isinstance(session, Mapping) else None,
+            agent if isinstance(agent, str) and agent else None,
+        )
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any] | None) -> Caller:
@@ -72,7 +82,8 @@ class Caller:
             )
         if not all(isinstance(r, str) for r in roles):
             raise IdentityMissing(f"{IDENTITY_META_KEY} roles are not a list of strings")
-        return cls(user, tuple(roles))
+        agent = stamped.get("agent") if isinstance(stamped, Mapping) else None
+        return cls(user, tuple(roles), agent=agent if isinstance(agent, str) and agent else None)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -105,10 +116,13 @@ def tool_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in arguments.items() if not is_reserved(k)}
 
 
-def identity_meta(user: str, roles: Iterable[str]) -> dict[str, Any]:
+def identity_meta(user: str, roles: Iterable[str], agent: str | None = None) -> dict[str, Any]:
     """The value stamped under `IDENTITY_META_KEY`, the one shape `Caller.from_meta` reads (an AWS session is
-    handed in the arguments only)."""
-    return {"user": user, "roles": list(roles)}
+    handed in the arguments only); `agent` only on delegated calls."""
+    value: dict[str, Any] = {"user": user, "roles": list(roles)}
+    if agent is not None:
+        value["agent"] = agent
+    return value
 
 
 def is_identity_meta_key(name: str) -> bool:
