@@ -13,6 +13,7 @@ import cedarpy
 import pytest
 
 from interceptor.agents import Agent
+from interceptor.listing import ToolLister
 from interceptor.policy import AGENT_TYPE, PolicyEngine, PolicySource, compile_policies, parse_schema
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
@@ -218,3 +219,27 @@ def test_a_gate_error_refuses_and_names_the_gate(policies: Path) -> None:
     assert decision.errors == ("agent gate: policy agents-overflow failed to evaluate",)
     alone = engine.authorize(carol, "orders___get_order_tool", {"order_id": "42"})
     assert alone.allowed  # without an agent the agent-only policy never applies
+
+
+AGENT_ONLY_SCHEMA = """namespace Teleport {
+  entity Role;
+  entity User in [Role] = { name: String, bot: Bool } tags Set<String>;
+  entity Agent = { name: String, bot: Bool, trust_domain: String, path: String };
+  entity Gateway;
+  action "t";
+  action "t___both" in [Action::"t"]
+    appliesTo { principal: [User, Agent], resource: [Gateway], context: { agent?: Agent, input: {} } };
+  action "t___agentonly" in [Action::"t"]
+    appliesTo { principal: [Agent], resource: [Gateway], context: { agent?: Agent, input: {} } };
+}"""
+
+
+@pytest.mark.parametrize("known_context", [False, True])
+def test_a_tool_users_cannot_call_is_never_listed_to_a_user(known_context: bool) -> None:
+    # a policy reading `action` is listed tool by tool; the schema lets only agents call t___agentonly
+    policy = '@id("all-in-t") permit(principal, action, resource) when { action in Teleport::Action::"t" };'
+    engine = PolicyEngine(PolicySource({"p.cedar": policy}, AGENT_ONLY_SCHEMA))
+    lister = ToolLister(engine, "x", known_context=known_context)
+    alice = Identity("alice", ("dev",), {}, "https://t", 2**40)
+    assert lister.visible(alice) == {"t___both"}
+    assert not engine.authorize(alice, "t___agentonly", {}).allowed

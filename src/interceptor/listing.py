@@ -225,7 +225,10 @@ class ToolLister:
             key += (agent.spiffe_id if agent is not None else None,)
         tools = self._cache.get(key)
         if tools is None:
-            tools = self._compute(user_principal(identity, agent, known_context=self._known_context))
+            principal = user_principal(identity, agent, known_context=self._known_context)
+            # only tools the schema lets a User call: a tool evaluated on its own without the schema (known
+            # context) would otherwise show although every call of the user's fails to build
+            tools = self._compute(principal) & self._engine.compiled.callable
             self._cache[key] = tools
         if agent is not None:
             tools &= self._visible_to_agent(agent)
