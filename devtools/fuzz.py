@@ -564,14 +564,8 @@ def _no_constant(name: str) -> Any:
 def readable_id(event: Any) -> Any:
     """The JSON-RPC id an answer must echo: the body's id when the body can be read strictly and the id is a
     string or integer that can be written back; otherwise None."""
-    request = _part(event, "gatewayRequest")
-    body = request.get("body") if isinstance(request, dict) else None
-    if isinstance(body, str):
-        try:
-            body = json.loads(body, parse_constant=_no_constant)
-        except (ValueError, RecursionError):
-            return None
-    rpc_id = body.get("id") if isinstance(body, dict) else None
+    body = _request_body(event)
+    rpc_id = body.get("id") if body is not None else None
     if isinstance(rpc_id, bool) or not isinstance(rpc_id, str | int) or not _strict(rpc_id):
         return None
     return rpc_id

@@ -84,18 +84,25 @@ def cmd_schema(args: argparse.Namespace) -> int:
     text = generate(args.template, args.dir / "tools")
     target = args.dir / SCHEMA_FILE
     cedarpy.Schema.from_str(text)  # refuse to write a schema Cedar cannot parse
-    if args.check:
-        current = target.read_text(encoding="utf-8") if target.exists() else ""
+    stale = "stale; run `teleport-policy schema` and commit the result"
+    return _generated(target, text, args.check, "", stale, show_diff=True)
+
+
+def _generated(target: Path, text: str, check: bool, summary: str, stale: str, *, show_diff: bool = False) -> int:
+    """Write a generated file, or with `check` compare it (showing the diff of a readable one) and fail when it
+    differs."""
+    if check:
+        current = target.read_text(encoding="utf-8") if target.is_file() else ""
         if current != text:
-            sys.stdout.writelines(
-                difflib.unified_diff(current.splitlines(True), text.splitlines(True), str(target), "generated")
-            )
-            _out(f"{target}: stale; run `teleport-policy schema` and commit the result")
+            if show_diff:
+                diff = difflib.unified_diff(current.splitlines(True), text.splitlines(True), str(target), "generated")
+                sys.stdout.writelines(diff)
+            _out(f"{target}: {stale}")
             return 1
-        _out(f"{target}: up to date")
+        _out(f"{target}: up to date{summary}")
         return 0
     target.write_text(text, encoding="utf-8")
-    _out(f"wrote {target}")
+    _out(f"wrote {target}{summary}")
     return 0
 
 
@@ -150,16 +157,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     compiled = compile_policies(source, parse_schema(source))
     target = folder / BUNDLE_FILE
     text = compiled.to_json()
-    summary = f"{len(compiled.policies)} policies, {len(compiled.tools)} tools, digest {compiled.digest[:12]}"
-    if args.check:
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            _out(f"{target}: missing or stale; run `teleport-policy build`")
-            return 1
-        _out(f"{target}: up to date ({summary})")
-        return 0
-    target.write_text(text, encoding="utf-8")
-    _out(f"wrote {target} ({summary})")
-    return 0
+    summary = f" ({len(compiled.policies)} policies, {len(compiled.tools)} tools, digest {compiled.digest[:12]})"
+    return _generated(target, text, args.check, summary, "missing or stale; run `teleport-policy build`")
 
 
 def cmd_format(args: argparse.Namespace) -> int:
