@@ -19,6 +19,7 @@ from interceptor.policy import (
     GATEWAY,
     PolicyEngine,
     PolicySetInvalid,
+    caller_cache_size,
     principal_entities,
 )
 from interceptor.reasons import Reason
@@ -766,3 +767,9 @@ def test_errors_and_determining_policies_are_named_by_their_ids(tmp_path: Path) 
     overflow = engine.authorize(who("a"), LIST, {"limit": 2**63 - 1})
     assert overflow.reason is Reason.POLICY_ERROR
     assert overflow.errors == ("policy limit-overflows failed to evaluate",)
+
+
+@pytest.mark.parametrize(("tools", "callers"), [(4, 256), (500, 256), (1_000, 256), (5_000, 100), (100_000, 16)])
+def test_caller_caches_shrink_as_each_caller_copies_more_actions(tools: int, callers: int) -> None:
+    # each cached caller copies every tool's action entity (~0.75 MB at 5,000 tools): the caches stay bounded
+    assert caller_cache_size(tools) == callers

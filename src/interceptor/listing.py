@@ -35,7 +35,6 @@ from interceptor.contract import TOOLS_CALL, McpRequest
 from interceptor.errors import Refusal
 from interceptor.lru import LRUDict
 from interceptor.policy import (
-    ENTITY_CACHE_SIZE,
     TOOL_SEPARATOR,
     PolicyEngine,
     PolicyGroup,
@@ -215,7 +214,7 @@ class ToolLister:
         # grouped tools with some permit: what the rule shows if every permit may hold and no forbid surely does
         self._permitted = self._decide(set(), {i for i in self._targets if self._policies[i].effect == "permit"})
         self._probe_tool = min(self._grouped, default="")  # any grouped tool: probe forms ignore the action
-        self._cache: LRUDict[tuple[Any, ...], frozenset[str]] = LRUDict(ENTITY_CACHE_SIZE)
+        self._cache: LRUDict[tuple[Any, ...], frozenset[str]] = LRUDict(engine.caller_cache_size)
 
     def visible(self, identity: Identity, agent: Agent | None = None) -> frozenset[str]:
         """The tools `identity` may see, through `agent` when one acts for them: the intersection of both gates

@@ -50,7 +50,8 @@ SCHEMA_FILE = "schema.cedarschema"
 BUNDLE_FILE = "policies.bundle.json"
 BUNDLE_FORMAT = 3
 TOOL_SEPARATOR = "___"
-ENTITY_CACHE_SIZE = 256
+ENTITY_CACHE_SIZE = 256  # callers whose entities (and visible tools) a container keeps, at most
+ENTITY_CACHE_ACTIONS = 500_000  # and tools x callers at most: each caller's entity set copies every tool's action
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1  # Cedar's Long; its decimal is a Long count of 1/10,000ths
 DECIMAL_SCALE = 10_000
 _MAX_EXPONENT = 40  # beyond 10**40 or below 10**-40: no Long or decimal (a Long has 19 digits, a decimal 4 places)
@@ -618,7 +619,8 @@ class PolicyEngine:
                 for tool in policy.tools:
                     self._own[tool].append(index)
         self._groups: dict[str, PolicyGroup] = {}
-        self._principals: LRUDict[tuple[Any, ...], cedarpy.Entities] = LRUDict(ENTITY_CACHE_SIZE)
+        self.caller_cache_size = caller_cache_size(len(self.compiled.tools))
+        self._principals: LRUDict[tuple[Any, ...], cedarpy.Entities] = LRUDict(self.caller_cache_size)
 
     @classmethod
     def load(cls, folder: Path) -> PolicyEngine:
@@ -808,6 +810,12 @@ def agent_principal(agent: Agent) -> Principal:
         (agent_entity(agent),),
         context,
     )
+
+
+def caller_cache_size(tools: int) -> int:
+    """How many callers to keep per container: 256, fewer where each caller's entity set copies thousands of
+    actions (~0.75 MB per caller at 5,000 tools, measured), so the caches stay within ~75 MB at any gateway size."""
+    return max(16, min(ENTITY_CACHE_SIZE, ENTITY_CACHE_ACTIONS // max(1, tools)))
 
 
 def principal_entities(identity: Identity, agent: Agent | None = None) -> list[dict[str, Any]]:
