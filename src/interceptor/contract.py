@@ -27,6 +27,16 @@ MAX_DEPTH = 64  # nesting levels of a request body (the body object is level 1):
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _DIGITS = sys.get_int_max_str_digits()  # Python cannot write longer integers back (0: no limit)
 _INT_LIMIT = 10**_DIGITS if _DIGITS else None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# JSON text as the contract reads it (request bodies, token segments): NaN and Infinity refused. Built once:
+# `json.loads` with options builds a decoder per call.
+STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant)
+
 _SESSION_ID = re.compile(r"[\x21-\x7e]+")  # MCP: visible ASCII only
 _METHOD_DETAIL = {
     Reason.METHOD_UNKNOWN: "method not in the MCP method table (exact names; client-to-server methods only)",
@@ -183,14 +193,10 @@ def _text_carriable(text: str) -> bool:
     return encodable(parsed)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _body(raw: Any) -> Mapping[str, Any]:
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw, parse_constant=_no_constant)
+            raw = STRICT_JSON.decode(raw)
         except (ValueError, RecursionError):
             raise MalformedEvent(Reason.REQUEST_MALFORMED, "request body is not strict JSON") from None
     if isinstance(raw, list):

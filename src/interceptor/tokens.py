@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import json
 import re
 import time
 from abc import ABC, abstractmethod
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 
 from jwt.algorithms import Algorithm, ECAlgorithm, RSAAlgorithm
 
+from interceptor.contract import STRICT_JSON
 from interceptor.errors import Refusal
 from interceptor.keys import ES256, RS256, KeyStore
 from interceptor.lru import LRUDict
@@ -265,16 +265,9 @@ def _b64url(segment: str) -> bytes:
     return raw
 
 
-def _no_constants(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON = json.JSONDecoder(parse_constant=_no_constants)  # built once: `json.loads` with options builds one per call
-
-
 def _json_object(segment: str) -> dict[str, Any]:
     try:
-        value = _JSON.decode(_b64url(segment).decode())
+        value = STRICT_JSON.decode(_b64url(segment).decode())
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise Refusal(Reason.TOKEN_MALFORMED, "token header or payload is not JSON") from None
     if not isinstance(value, dict):
