@@ -30,6 +30,7 @@ from devtools.sts_standin import local_sts
 from interceptor import spiffe
 from interceptor.agents import Agent, AgentVerifier, agent_token
 from interceptor.config import AgentMode, AgentSettings, Settings
+from interceptor.contract import header_fields
 from interceptor.errors import Problems, Refusal
 from interceptor.keys import ES256, RS256, DiscoverySource, HttpFetcher, KeyStore, PinnedSource, parse_jwks
 from interceptor.pipeline import Interceptor
@@ -608,7 +609,7 @@ def test_a_pinned_agent_jwks_needs_a_usable_key(make_interceptor: Make, issuer: 
     ],
 )
 def test_agent_token_header_forms(headers: dict[str, Any], token: str | None) -> None:
-    assert agent_token(headers, HEADER) == token
+    assert agent_token(header_fields(headers), HEADER) == token
 
 
 @pytest.mark.parametrize(
@@ -624,7 +625,7 @@ def test_agent_token_header_forms(headers: dict[str, Any], token: str | None) ->
 )
 def test_malformed_agent_headers_are_refused(headers: dict[str, Any]) -> None:
     with pytest.raises(Refusal) as info:
-        agent_token(headers, HEADER)
+        agent_token(header_fields(headers), HEADER)
     assert info.value.reason is Reason.AGENT_TOKEN_INVALID
 
 

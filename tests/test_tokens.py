@@ -27,6 +27,7 @@ from devtools.issuer import Issuer, new_key, public_jwk
 from devtools.jws import FakeClock, b64url, compact, hmac_signer, rsa_signer
 from interceptor import tokens
 from interceptor.config import Settings
+from interceptor.contract import header_fields
 from interceptor.errors import Refusal
 from interceptor.keys import DiscoverySource, HttpFetcher, KeyStore
 from interceptor.reasons import Reason
@@ -774,11 +775,11 @@ def test_identity_is_immutable(issuer: Issuer, verifier: TokenVerifier) -> None:
 @pytest.mark.parametrize("name", ["Authorization", "authorization", "AUTHORIZATION", "aUtHoRiZaTiOn"])
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
 def test_bearer_header_and_scheme_case_insensitive(name: str, scheme: str) -> None:
-    assert bearer_token({name: f"{scheme} abc.def.ghi", "Other": "x"}) == "abc.def.ghi"
+    assert bearer_token(header_fields({name: f"{scheme} abc.def.ghi", "Other": "x"})) == "abc.def.ghi"
 
 
 def test_bearer_token_surrounding_whitespace_tolerated() -> None:
-    assert bearer_token({"Authorization": "  Bearer   abc.def.ghi  "}) == "abc.def.ghi"
+    assert bearer_token(header_fields({"Authorization": "  Bearer   abc.def.ghi  "})) == "abc.def.ghi"
 
 
 @pytest.mark.parametrize(
@@ -803,14 +804,14 @@ def test_bearer_token_surrounding_whitespace_tolerated() -> None:
 )
 def test_bearer_refusals(headers: dict[str, Any], reason: Reason) -> None:
     with pytest.raises(Refusal) as info:
-        bearer_token(headers)
+        bearer_token(header_fields(headers))
     assert info.value.reason is reason
 
 
 @pytest.mark.parametrize("value", ["Bearer", "Bearer ", "bearer\t"])
 def test_bearer_scheme_without_token_refused(value: str) -> None:
     with pytest.raises(Refusal) as info:
-        bearer_token({"Authorization": value})
+        bearer_token(header_fields({"Authorization": value}))
     assert info.value.reason in {Reason.TOKEN_MISSING, Reason.TOKEN_MALFORMED}
 
 

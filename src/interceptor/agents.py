@@ -16,7 +16,7 @@ cryptographically: the pair proves that each party authenticated, not that the u
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from interceptor.config import AgentMode, AgentSettings
 from interceptor.contract import compact_token
 from interceptor.errors import Refusal
 from interceptor.keys import ES256, RS256, KeyStore
+from interceptor.protocol import Headers
 from interceptor.reasons import Reason
 from interceptor.tokens import Expected, Identity, JwtVerifier
 
@@ -102,11 +103,10 @@ class AgentVerifier(JwtVerifier[Agent]):
         return Agent(sub, trust_domain, path, jti, claims["exp"])
 
 
-def agent_token(headers: Mapping[str, Any], name: str) -> str | None:
+def agent_token(headers: Headers, name: str) -> str | None:
     """The token in the agent token header `name` (any letter case; `Bearer <jwt>` or the bare JWT); None when
     there is no such header. Two headers, a non-string, an empty value or more than one token are refused."""
-    wanted = name.lower()
-    values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == wanted]
+    values = headers.get(name.lower())
     if not values:
         return None
     if len(values) > 1 or not isinstance(values[0], str):
@@ -128,7 +128,7 @@ class AgentCredentials:
         self._header = settings.header
         self._verifier = verifier
 
-    def admit(self, headers: Mapping[str, Any], identity: Identity) -> Agent | None:
+    def admit(self, headers: Headers, identity: Identity) -> Agent | None:
         token = agent_token(headers, self._header)
         if token is None:
             if self._required:

@@ -19,6 +19,7 @@ from typing import Any
 
 from interceptor import methods, protocol
 from interceptor.errors import Refusal
+from interceptor.protocol import Headers
 from interceptor.reasons import Reason
 
 OUTPUT_VERSION = "1.0"
@@ -59,7 +60,7 @@ class McpRequest:
     """A REQUEST-phase MCP call as the rest of the pipeline sees it."""
 
     body: Mapping[str, Any]
-    headers: Mapping[str, Any] | None
+    headers: Headers | None  # by lower-case name (`header_fields`); None: the event carried no headers
     method: str
     rpc_id: Any
     is_notification: bool
@@ -100,9 +101,10 @@ def parse_request(event: Any) -> McpRequest:
     body = _body(gateway_request.get("body"))
     rpc_id = _rpc_id(body)
     _check_strict(body, rpc_id)
-    headers = gateway_request.get("headers")
-    if headers is not None and not isinstance(headers, Mapping):
+    raw_headers = gateway_request.get("headers")
+    if raw_headers is not None and not isinstance(raw_headers, Mapping):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayRequest.headers is not an object", rpc_id)
+    headers = None if raw_headers is None else header_fields(raw_headers)
     method = body.get("method")
     if not isinstance(method, str) or not method:
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC body has no method", rpc_id)
@@ -117,7 +119,7 @@ def parse_request(event: Any) -> McpRequest:
         tool = params.get("name")
         if not isinstance(tool, str) or not tool:
             raise MalformedEvent(Reason.REQUEST_MALFORMED, "tools/call has no tool name", rpc_id)
-    session = _header(headers or {}, "mcp-session-id")
+    session = next((v for v in headers.get("mcp-session-id", ()) if isinstance(v, str)), None) if headers else None
     if session is not None and not _SESSION_ID.fullmatch(session):
         session = None  # not an MCP session id: nothing to correlate, and never into the audit line
     modern = protocol.is_modern(method, params, headers)
@@ -283,11 +285,15 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _header(headers: Mapping[str, Any], name: str) -> str | None:
+def header_fields(headers: Mapping[Any, Any]) -> dict[str, list[Any]]:
+    """Header values by lower-case name, in the order sent (HTTP names are case-insensitive: `Authorization` and
+    `authorization` are one header sent twice). Read once per event; every later step looks names up here.
+    Names that are not text are dropped: no header the interceptor reads can be spelled so."""
+    fields: dict[str, list[Any]] = {}
     for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == name and isinstance(value, str):
-            return value
-    return None
+        if isinstance(key, str):
+            fields.setdefault(key.lower(), []).append(value)
+    return fields
 
 
 def forward_request(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,8 +42,11 @@ _INPUT_REQUIRED_KEYS = frozenset({RESULT_TYPE, "inputRequests", "requestState", 
 _SENTINEL = re.compile(r"=\?base64\?(.*)\?=")
 _PLAIN = re.compile(r"[\x20-\x7e]*")
 
+type Headers = Mapping[str, list[Any]]
+"""A request's headers by lower-case name, each with every value sent under it (`contract.header_fields`)."""
 
-def is_modern(method: str, params: Mapping[str, Any], headers: Mapping[str, Any] | None) -> bool:
+
+def is_modern(method: str, params: Mapping[str, Any], headers: Headers | None) -> bool:
     """Whether the request is 2026-07-28 (or a later revision): it carries the per-request `_meta` version, or,
     other than an `initialize`, its `MCP-Protocol-Version` header names no legacy version."""
     if method == "initialize":
@@ -51,24 +54,21 @@ def is_modern(method: str, params: Mapping[str, Any], headers: Mapping[str, Any]
     meta = params.get("_meta")
     if isinstance(meta, Mapping) and VERSION_META_KEY in meta:
         return True
-    versions = _values(headers or {}, VERSION_HEADER)
+    versions = headers.get(VERSION_HEADER, ()) if headers else ()
     return any(v not in LEGACY_VERSIONS for v in versions if isinstance(v, str))
 
 
-def header_problem(method: str, params: Mapping[str, Any], headers: Mapping[str, Any]) -> str | None:
+def header_problem(method: str, params: Mapping[str, Any], headers: Headers) -> str | None:
     """Why the request's MCP headers disagree with its body, or None. Present headers must match (names
     case-insensitive, values exact after `=?base64?...?=` decoding; a repeated or undecodable one never
     matches). An absent header is not refused: nothing can route on a header that is not there, no document says
     the gateway passes `Mcp-*` headers to interceptors, and the target still enforces the spec's own rule.
     `Mcp-Param-*` values are checked for their encoding only: which argument each mirrors is in tool schemas the
     interceptor does not have. The answer names headers, never values."""
-    found: dict[str, list[Any]] = {}
-    for key, value in headers.items():
-        name = key.lower() if isinstance(key, str) else ""
-        if name in _ROUTING_HEADERS or name.startswith(PARAM_HEADER_PREFIX):
-            found.setdefault(name, []).append(value)
     decoded: dict[str, str] = {}
-    for name, values in found.items():
+    for name, values in headers.items():
+        if name not in _ROUTING_HEADERS and not name.startswith(PARAM_HEADER_PREFIX):
+            continue
         value = _decode(values[0]) if len(values) == 1 else None
         if value is None:
             label = "an Mcp-Param-* header" if name.startswith(PARAM_HEADER_PREFIX) else f"the {name} header"
@@ -122,10 +122,6 @@ def _capped_ttl(ttl: Any) -> int:
     if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl >= 0:
         return min(ttl, MAX_FILTERED_TTL_MS)
     return 0
-
-
-def _values(headers: Mapping[str, Any], name: str) -> list[Any]:
-    return [v for k, v in headers.items() if isinstance(k, str) and k.lower() == name]
 
 
 def _decode(value: Any) -> str | None:

@@ -28,6 +28,7 @@ from interceptor.contract import STRICT_JSON
 from interceptor.errors import Refusal
 from interceptor.keys import ES256, RS256, KeyStore
 from interceptor.lru import LRUDict
+from interceptor.protocol import Headers
 from interceptor.reasons import Reason
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -56,9 +57,9 @@ class Identity:
         return self.user.startswith(BOT_PREFIXES)
 
 
-def bearer_token(headers: Mapping[str, Any]) -> str:
+def bearer_token(headers: Headers) -> str:
     """The single bearer token in the `Authorization` header (name and scheme case-insensitive)."""
-    values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == "authorization"]
+    values = headers.get("authorization")
     if not values:
         raise Refusal(Reason.TOKEN_MISSING, "no Authorization header")
     if len(values) > 1 or not isinstance(values[0], str):
