@@ -117,12 +117,13 @@ def test_a_lone_surrogate_in_the_arguments_is_refused_with_the_id(interceptor: I
     "poison", [float("nan"), float("inf"), "\ud800", {1, 2}], ids=["nan", "inf", "surrogate", "set"]
 )
 def test_an_answer_that_is_not_strict_json_becomes_output_invalid(
-    interceptor: Interceptor, token: str, monkeypatch: pytest.MonkeyPatch, poison: Any, audit_lines: Audit
+    issuer: Issuer, interceptor: Interceptor, monkeypatch: pytest.MonkeyPatch, poison: Any, audit_lines: Audit
 ) -> None:
-    # every input is checked, so only a bug could build such an answer: simulate one in the forward builder
-    real = contract.forward_request
-    monkeypatch.setattr(contract, "forward_request", lambda body: {**real(body), "x": poison})
-    out = interceptor.handle(request_event(tool_call(GET, {"order_id": "1"}, rpc_id=5), token))
+    # every input is checked, so only a bug could build such an answer: simulate one in the refusal builder
+    real = contract.tool_error
+    monkeypatch.setattr(contract, "tool_error", lambda *a: {**real(*a), "x": poison})
+    denied = issuer.mint(user="mallory", roles=["nobody"])
+    out = interceptor.handle(request_event(tool_call(GET, {"order_id": "1"}, rpc_id=5), denied))
     error = answer(out, 500, 5, "output_invalid")
     assert error["code"] == -32603
     [record] = audit_lines()

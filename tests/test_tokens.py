@@ -367,6 +367,25 @@ def test_non_encodable_token_refused_as_malformed(issuer: Issuer, verifier: Toke
     assert refusal(verifier, "\ud800") is Reason.TOKEN_MALFORMED
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [{"sub": "al\ud800ice", "username": ...}, {"roles": ["dev\udfff"]}, {"traits": {"team": ["\ud83d"]}}],
+    ids=["sub", "role", "trait"],
+)
+def test_signed_claims_with_a_lone_surrogate_are_refused(
+    issuer: Issuer, verifier: TokenVerifier, claims: dict[str, Any]
+) -> None:
+    # JSON escapes can spell text no UTF-8 answer can carry; claims are stamped into calls unencoded again
+    token = issuer.mint(**claims)
+    assert "\\u" in base64.urlsafe_b64decode(token.split(".")[1] + "==").decode()
+    assert refusal(verifier, token) is Reason.TOKEN_MALFORMED
+
+
+def test_escaped_unicode_claims_are_read(issuer: Issuer, verifier: TokenVerifier) -> None:
+    identity = verifier.verify(issuer.mint(user="zoë", roles=["dév"], traits={"team": ["🚀"]}))
+    assert (identity.user, identity.roles, identity.traits["team"]) == ("zoë", ("dév",), ("🚀",))
+
+
 def test_non_encodable_token_through_handler_is_a_401(issuer: Issuer, interceptor: Any) -> None:
     status, body = handler_status(interceptor.handle(request_event(rpc("tools/list"), "x.\ud800.y")))
     assert status == 401

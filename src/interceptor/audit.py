@@ -11,7 +11,6 @@ Operational logs still go through Powertools Logger.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
 
+from interceptor import jsontext
 from interceptor.logs import SERVICE
 from interceptor.metrics import directive, method_dimension
 from interceptor.reasons import Reason
@@ -96,7 +96,7 @@ class Auditor:
     ) -> None:
         self._sink = sink
         self._clock = clock
-        self._encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+        self._encode = jsontext.encoder(ascii_only=True, allow_nan=True, default=str)
         # Everything but the record, the times and three bounded dimension values is the same on every line.
         self._service = self._encode(service)
         self._directive = self._encode(directive())

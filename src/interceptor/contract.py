@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from interceptor import methods, protocol
+from interceptor import jsontext, methods, protocol
 from interceptor.errors import Refusal
 from interceptor.protocol import Headers
 from interceptor.reasons import Reason
@@ -30,13 +30,7 @@ _DIGITS = sys.get_int_max_str_digits()  # Python cannot write longer integers ba
 _INT_LIMIT = 10**_DIGITS if _DIGITS else None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# JSON text as the contract reads it (request bodies, token segments): NaN and Infinity refused. Built once:
-# `json.loads` with options builds a decoder per call.
-STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant)
+_STRICT = jsontext.encoder(ascii_only=False, allow_nan=False)
 
 _SESSION_ID = re.compile(r"[\x21-\x7e]+")  # MCP: visible ASCII only
 _METHOD_DETAIL = {
@@ -82,37 +76,38 @@ class McpResponse:
 def is_response_phase(event: Mapping[str, Any]) -> bool:
     """The RESPONSE interception point is told apart by a non-null `mcp.gatewayResponse`."""
     mcp = event.get("mcp")
-    return isinstance(mcp, Mapping) and mcp.get("gatewayResponse") is not None
+    return isinstance(mcp, dict) and mcp.get("gatewayResponse") is not None
 
 
 def parse_request(event: Any) -> McpRequest:
     """Read the REQUEST-phase fields of an interceptor event; raise MalformedEvent when unusable. The body is
-    read first, so its id is echoed even when the rest of the envelope is wrong."""
-    if not isinstance(event, Mapping):
+    read first, so its id is echoed even when the rest of the envelope is wrong. JSON objects are dicts here
+    (what the runtime's JSON parser makes; checked as such, which is also the cheapest check)."""
+    if not isinstance(event, dict):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "event is not a JSON object")
     mcp = event.get("mcp")
     if mcp is None and "http" in event:
         raise MalformedEvent(Reason.UNSUPPORTED_TARGET, "HTTP target event", target_kind="http")
-    if not isinstance(mcp, Mapping):
+    if not isinstance(mcp, dict):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "event has no 'mcp' object")
     gateway_request = mcp.get("gatewayRequest")
-    if not isinstance(gateway_request, Mapping):
+    if not isinstance(gateway_request, dict):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "event has no 'mcp.gatewayRequest' object")
     body = _body(gateway_request.get("body"))
     rpc_id = _rpc_id(body)
     _check_strict(body, rpc_id)
     raw_headers = gateway_request.get("headers")
-    if raw_headers is not None and not isinstance(raw_headers, Mapping):
+    if raw_headers is not None and not isinstance(raw_headers, dict):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "gatewayRequest.headers is not an object", rpc_id)
     headers = None if raw_headers is None else header_fields(raw_headers)
     method = body.get("method")
     if not isinstance(method, str) or not method:
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC body has no method", rpc_id)
     params = body.get("params", {})
-    if not isinstance(params, Mapping):
+    if not isinstance(params, dict):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC params is not an object", rpc_id)
     arguments = params.get("arguments", {})
-    if not isinstance(arguments, Mapping):
+    if not isinstance(arguments, dict):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "params.arguments is not an object", rpc_id)
     tool = None
     if method == TOOLS_CALL:
@@ -176,11 +171,17 @@ def compact_token(token: str) -> str:
 def encodable(value: Any) -> bool:
     """Whether `value` serialises as strict JSON in UTF-8 (what the gateway can read): no NaN or infinities,
     no lone surrogates, only JSON types, not nested beyond what the encoder can take."""
+    return _strict_text(value) is not None
+
+
+def _strict_text(value: Any) -> str | None:
+    """`value` as strict JSON text that is valid UTF-8, or None."""
     try:
-        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        text = _STRICT(value)
+        text.encode("utf-8")
     except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
-        return False
-    return True
+        return None
+    return text
 
 
 def _text_carriable(text: str) -> bool:
@@ -198,12 +199,12 @@ def _text_carriable(text: str) -> bool:
 def _body(raw: Any) -> Mapping[str, Any]:
     if isinstance(raw, str):
         try:
-            raw = STRICT_JSON.decode(raw)
+            raw = jsontext.STRICT_JSON.decode(raw)
         except (ValueError, RecursionError):
             raise MalformedEvent(Reason.REQUEST_MALFORMED, "request body is not strict JSON") from None
     if isinstance(raw, list):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "JSON-RPC batch requests are not supported")
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, dict):
         raise MalformedEvent(Reason.REQUEST_MALFORMED, "request body is not a JSON-RPC object")
     return raw
 
@@ -234,12 +235,8 @@ def _plainly_strict(body: Mapping[str, Any]) -> bool:
     deeper), and the objects the pipeline reads keys of (the body, `params`, its `arguments` and `_meta`) have
     text keys. Deeper keys that are not text could only come from an in-process caller (JSON parsers make
     text keys); the encoder writes them as text, so the answer stays strict JSON either way."""
-    try:
-        text = json.dumps(body, allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")
-    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
-        return False
-    if text.count("{") + text.count("[") > MAX_DEPTH:
+    text = _strict_text(body)
+    if text is None or text.count("{") + text.count("[") > MAX_DEPTH:
         return False
     params = body.get("params")
     read = [body]
@@ -258,12 +255,12 @@ def _walk_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
             problem = None if node.isascii() or _utf8(node) else "a string is not valid Unicode"
         elif isinstance(node, float):
             problem = None if math.isfinite(node) else "a number is not finite"
-        elif isinstance(node, Mapping | list):
+        elif isinstance(node, dict | list):  # exactly what the encoder writes (not any Mapping)
             if depth > MAX_DEPTH:
                 raise MalformedEvent(
                     Reason.REQUEST_MALFORMED, f"request body nested deeper than {MAX_DEPTH} levels", rpc_id
                 )
-            if isinstance(node, Mapping):
+            if isinstance(node, dict):
                 if not all(isinstance(key, str) and (key.isascii() or _utf8(key)) for key in node):
                     raise MalformedEvent(Reason.REQUEST_MALFORMED, "an object key is not valid text", rpc_id)
                 node = node.values()

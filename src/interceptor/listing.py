@@ -219,7 +219,7 @@ class ToolLister:
     def visible(self, identity: Identity, agent: Agent | None = None) -> frozenset[str]:
         """The tools `identity` may see, through `agent` when one acts for them: the intersection of both gates
         (callers repeat: Teleport reuses a token per MCP session)."""
-        key: tuple[Any, ...] = (identity.user, identity.roles, tuple(identity.traits.items()))
+        key = identity.principal_key
         if self._known_context:
             key += (agent.spiffe_id if agent is not None else None,)
         tools = self._cache.get(key)

@@ -44,6 +44,9 @@ class Outcome(NamedTuple):
     decision: Verdict = "deny"
     forwarded: bool = False
     detail: str | None = None
+    # Built only from parts proven strict JSON where they were made (the body at parse, the identity at
+    # verification), so the exit does not encode it again; every other answer is proven there.
+    proven: bool = False
 
 
 class Handler(ABC):
@@ -69,7 +72,7 @@ class Handler(ABC):
         except Exception:
             logger.exception("unexpected error; request refused")
             outcome = _refused(Reason.INTERNAL_ERROR, None, record.rpc_id)
-        if not contract.encodable(outcome.output):  # the gateway could not read it (it might then serve the target)
+        if not outcome.proven and not contract.encodable(outcome.output):  # else the gateway could not read it
             rpc_id = record.rpc_id if contract.encodable(record.rpc_id) else None
             kind = "http" if "http" in outcome.output else "mcp"
             outcome = _refused(Reason.OUTPUT_INVALID, "answer is not strict JSON in UTF-8", rpc_id, kind)
@@ -146,7 +149,7 @@ class Interceptor(Handler):
         if request.tool is None:
             body, spoofed = without_reserved(request.body)
             record.spoofed_arguments = list(spoofed)
-            return Outcome(contract.forward_request(body), Reason.ALLOWED, "allow", forwarded=True)
+            return Outcome(contract.forward_request(body), Reason.ALLOWED, "allow", forwarded=True, proven=True)
         return self._authorize_call(request, request.tool, identity, agent, record)
 
     def _response(self, response: McpResponse, record: AuditRecord) -> Outcome:
@@ -202,7 +205,8 @@ class Interceptor(Handler):
                 decision, verdict, detail = Decision(False, exc.reason), "deny", exc.detail
             else:
                 output = contract.forward_request(stamp(request.body, arguments, identity, extra, agent))
-                return Outcome(output, decision.reason, verdict, forwarded=True, detail=detail)
+                # proven: the body and the identity are; an AWS session argument is not (it is encoded at the exit)
+                return Outcome(output, decision.reason, verdict, True, detail, proven=not extra)
         text = _denial(identity, agent, tool, decision)
         output = contract.respond(200, contract.tool_error(request.rpc_id, text, request.modern))
         return Outcome(output, decision.reason, verdict, detail=detail)

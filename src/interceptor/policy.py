@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cedarpy
 
@@ -77,8 +77,7 @@ class PolicySetInvalid(Problems):
     reason = Reason.POLICY_SET_INVALID
 
 
-@dataclass(frozen=True)
-class Gate:
+class Gate(NamedTuple):
     """One gate's answer on a delegated call: `who` is "user" (principal the user, `context.agent` set) or "agent"
     (principal the agent); `policy_ids` are its determining policies."""
 
@@ -88,8 +87,7 @@ class Gate:
     errors: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome of one authorization: only `allowed` True lets a call through. A delegated call (an agent
     present) also carries both gates' answers in `gates` (user, agent); a call without an agent carries none."""
 
@@ -707,7 +705,7 @@ class PolicyEngine:
 
     def _entities(self, identity: Identity, agent: Agent | None = None) -> cedarpy.Entities:
         """Static entities plus this principal (and agent), kept for those seen recently (tokens are reused)."""
-        key: tuple[Any, ...] = (identity.user, identity.roles, tuple(identity.traits.items()))
+        key = identity.principal_key
         if agent is not None:
             key += (agent.spiffe_id,)
         return self._store(key, lambda: principal_entities(identity, agent))
@@ -783,7 +781,7 @@ class Principal:
 def user_principal(identity: Identity, agent: Agent | None = None, *, known_context: bool = False) -> Principal:
     """The user gate's principal; with `known_context` (agent modes) `context.agent` is known: the agent, or absent."""
     roles = sorted(set(identity.roles))
-    key: tuple[Any, ...] = (identity.user, identity.roles, tuple(identity.traits.items()))
+    key = identity.principal_key
     context: dict[str, Any] | None = None
     if agent is not None:  # the same key as the entities `PolicyEngine._entities` builds for this pair
         key += (agent.spiffe_id,)
