@@ -146,8 +146,11 @@ def test_teleport_shaped_token_gives_identity(issuer: Issuer, verifier: TokenVer
 def test_alg_none_refused_without_fetch(issuer: Issuer, verifier: TokenVerifier, alg: str) -> None:
     header = {"alg": alg, "typ": "JWT"}
     payload = b64url(json.dumps(issuer.claims()).encode())
+    # the usual `alg: none` form has an empty signature: not a compact JWS, refused before its header is read
     for token in (f"{b64url(json.dumps(header).encode())}.{payload}.", compact(header, issuer.claims(), lambda _: b"")):
-        assert refusal(verifier, token) is Reason.ALGORITHM_NOT_ALLOWED
+        assert refusal(verifier, token) is Reason.TOKEN_MALFORMED
+    signed = compact(header, issuer.claims(), lambda _: b"sig")
+    assert refusal(verifier, signed) is Reason.ALGORITHM_NOT_ALLOWED
     assert issuer.requests == []
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 from interceptor import spiffe
 from interceptor.config import AgentMode, AgentSettings
-from interceptor.contract import compact_token
 from interceptor.errors import Refusal
 from interceptor.keys import ES256, RS256, KeyStore
 from interceptor.protocol import Headers
@@ -81,7 +80,7 @@ class AgentVerifier(JwtVerifier[Agent]):
         """The agent, or `Refusal`: `agent_token_invalid` for every check (`idp_unavailable` when no key can be
         had). The reason code of the check that failed stays in the detail, for the audit record."""
         try:
-            return super().verify(compact_token(token))
+            return super().verify(token)
         except Refusal as exc:
             if exc.reason is Reason.AGENT_TOKEN_INVALID:
                 raise

@@ -37,6 +37,7 @@ _TEXT_FIELDS = ("method", "tool", "rpc_id", "mcp_session_id", "user")
 _AGENT_FIELDS = ("agent", "agent_jti")  # only on records of requests with an agent (AGENT_MODE not off)
 _LIST_FIELDS = ("roles", "argument_names", "spoofed_arguments", "policy_ids", "hidden_tools")
 _GATE_FIELDS = ("user_policy_ids", "agent_policy_ids")  # only on delegated calls (each gate's determining policies)
+_NAME_LISTS = _LIST_FIELDS + _GATE_FIELDS
 _KEPT_WHOLE = ("phase", "mode", "lambda_request_id", "decision", "forwarded", "reason", "latency_us")
 _BIG_INT = 10**MAX_TEXT  # an id of more digits is written as capped text
 _TRACE_ENV = "_X_AMZN_TRACE_ID"  # set by Lambda per invocation, as Powertools reads it
@@ -161,7 +162,7 @@ def _bound(fields: dict[str, Any]) -> None:
     detail = fields["detail"]
     if detail is not None and len(detail) > MAX_DETAIL:
         fields["detail"] = _clip(detail, MAX_DETAIL)
-    for key in _LIST_FIELDS + _GATE_FIELDS:
+    for key in _NAME_LISTS:
         names = fields.get(key)
         if names and (len(names) > MAX_NAMES or sum(map(len, names)) > MAX_TEXT):
             fields[key] = _clip_names(names)

@@ -14,8 +14,8 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from interceptor import jsontext, methods, protocol
 from interceptor.errors import Refusal
@@ -49,9 +49,8 @@ class MalformedEvent(Refusal):
         self.target_kind = target_kind
 
 
-@dataclass(frozen=True)
-class McpRequest:
-    """A REQUEST-phase MCP call as the rest of the pipeline sees it."""
+class McpRequest(NamedTuple):
+    """A REQUEST-phase MCP call as the rest of the pipeline sees it (made only by `parse_request`)."""
 
     body: Mapping[str, Any]
     headers: Headers | None  # by lower-case name (`header_fields`); None: the event carried no headers
@@ -59,9 +58,9 @@ class McpRequest:
     rpc_id: Any
     is_notification: bool
     session_id: str | None
-    tool: str | None = None
-    arguments: Mapping[str, Any] = field(default_factory=dict)
-    modern: bool = False  # MCP 2026-07-28 or later (`protocol.is_modern`): results we write carry resultType
+    tool: str | None
+    arguments: Mapping[str, Any]
+    modern: bool  # MCP 2026-07-28 or later (`protocol.is_modern`): results we write carry resultType
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
@@ -82,7 +81,7 @@ class Handler(ABC):
         return outcome.output
 
     def _handle(self, event: Any, record: AuditRecord) -> Outcome:
-        if isinstance(event, Mapping) and contract.is_response_phase(event):
+        if isinstance(event, dict) and contract.is_response_phase(event):
             record.phase = "RESPONSE"
             response = contract.parse_response(event)
             self._admit(response.request, record)
@@ -172,7 +171,7 @@ class Interceptor(Handler):
         in the audit record; raises `Refusal`."""
         if request.headers is None:
             raise Refusal(Reason.HEADERS_MISSING, "event has no headers: passRequestHeaders is off")
-        identity = self._verifier.verify(contract.compact_token(bearer_token(request.headers)))
+        identity = self._verifier.verify(bearer_token(request.headers))
         record.user, record.roles, record.bot = identity.user, list(identity.roles), identity.bot
         if self._agents is None:
             return identity, None

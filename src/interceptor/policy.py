@@ -686,13 +686,16 @@ class PolicyEngine:
 
     def _gate(self, who: str, group: PolicyGroup, result: cedarpy.AuthzResult) -> Gate:
         diagnostics = result.diagnostics
-        ids = self.named(group, diagnostics.reasons)
-        errors = tuple(self._describe_error(e, group) for e in diagnostics.errors)
-        return Gate(who, result.allowed and not errors, ids, errors)
+        errors = diagnostics.errors
+        if errors:
+            described = tuple(self._describe_error(e, group) for e in errors)
+            return Gate(who, False, self.named(group, diagnostics.reasons), described)
+        return Gate(who, result.allowed, self.named(group, diagnostics.reasons), ())
 
     def named(self, group: PolicyGroup, cedar_ids: Iterable[str]) -> tuple[str, ...]:
         """The authors' ids of the policies Cedar names by position in `group`, sorted."""
-        return tuple(sorted(self.compiled.policies[group.member(cedar_id)].id for cedar_id in cedar_ids))
+        policies, member = self.compiled.policies, group.member
+        return tuple(sorted([policies[member(cedar_id)].id for cedar_id in cedar_ids]))
 
     def _group(self, tool: str) -> PolicyGroup | None:
         """The tool's policy slice as a Cedar set, parsed on the tool's first call; None for an unknown tool."""

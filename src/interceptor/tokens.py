@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from jwt.algorithms import Algorithm, ECAlgorithm, RSAAlgorithm
 
-from interceptor.contract import encodable
+from interceptor.contract import compact_token, encodable
 from interceptor.errors import Refusal
 from interceptor.jsontext import STRICT_JSON
 from interceptor.keys import ES256, RS256, KeyStore
@@ -139,7 +139,7 @@ class JwtVerifier[T: Expiring](ABC):
         return result
 
     def _verify_uncached(self, token: str) -> T:
-        jws = _Jws.parse(token)
+        jws = _Jws.parse(compact_token(token))  # a cached token passed this when it was verified
         kid, alg = self._precheck(jws)
         self._verify_signature(jws, kid, alg)
         return self._result(self._claims(jws.claims))

@@ -132,4 +132,4 @@ def is_identity_meta_key(name: str) -> bool:
 
 def is_reserved(name: str) -> bool:
     """Names under `_teleport_`, in any letter case, belong to the interceptor: never to the agent."""
-    return name[: len(RESERVED_PREFIX)].lower() == RESERVED_PREFIX
+    return name[:1] == "_" and name[: len(RESERVED_PREFIX)].lower() == RESERVED_PREFIX
