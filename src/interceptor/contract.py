@@ -113,8 +113,9 @@ def parse_request(event: Any) -> McpRequest:
         tool = params.get("name")
         if not isinstance(tool, str) or not tool:
             raise MalformedEvent(Reason.REQUEST_MALFORMED, "tools/call has no tool name", rpc_id)
-    session = next((v for v in headers.get("mcp-session-id", ()) if isinstance(v, str)), None) if headers else None
-    if session is not None and not _SESSION_ID.fullmatch(session):
+    sessions = headers.get("mcp-session-id") if headers else None
+    session = sessions[0] if sessions else None
+    if not isinstance(session, str) or not _SESSION_ID.fullmatch(session):
         session = None  # not an MCP session id: nothing to correlate, and never into the audit line
     modern = protocol.is_modern(method, params, headers)
     return McpRequest(body, headers, method, rpc_id, "id" not in body, session, tool, arguments, modern)

@@ -54,8 +54,8 @@ def is_modern(method: str, params: Mapping[str, Any], headers: Headers | None) -
     meta = params.get("_meta")
     if isinstance(meta, Mapping) and VERSION_META_KEY in meta:
         return True
-    versions = headers.get(VERSION_HEADER, ()) if headers else ()
-    return any(v not in LEGACY_VERSIONS for v in versions if isinstance(v, str))
+    versions = headers.get(VERSION_HEADER) if headers else None
+    return versions is not None and any(isinstance(v, str) and v not in LEGACY_VERSIONS for v in versions)
 
 
 def header_problem(method: str, params: Mapping[str, Any], headers: Headers) -> str | None:
@@ -67,13 +67,15 @@ def header_problem(method: str, params: Mapping[str, Any], headers: Headers) -> 
     interceptor does not have. The answer names headers, never values."""
     decoded: dict[str, str] = {}
     for name, values in headers.items():
-        if name not in _ROUTING_HEADERS and not name.startswith(PARAM_HEADER_PREFIX):
+        if not name.startswith("mcp-") or (name not in _ROUTING_HEADERS and not name.startswith(PARAM_HEADER_PREFIX)):
             continue
         value = _decode(values[0]) if len(values) == 1 else None
         if value is None:
             label = "an Mcp-Param-* header" if name.startswith(PARAM_HEADER_PREFIX) else f"the {name} header"
             return f"{label} is repeated or not a valid header value"
         decoded[name] = value
+    if not decoded:  # the common case: no MCP header to agree with
+        return None
     meta = params.get("_meta")
     expected: dict[str, Any] = {METHOD_HEADER: method}
     if isinstance(meta, Mapping) and VERSION_META_KEY in meta:
