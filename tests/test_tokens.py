@@ -396,6 +396,55 @@ def test_non_encodable_token_through_handler_is_a_401(issuer: Issuer, intercepto
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# the exact token form
+
+
+COMPACT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVz"  # {"alg":"RS256"}.{"sub":"alice"}.sig
+
+
+def test_a_compact_token_is_read(issuer: Issuer, verifier: TokenVerifier) -> None:
+    assert refusal(verifier, COMPACT) is Reason.ISSUER_MISMATCH  # parsed: refused for what it says, not its form
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        COMPACT + "=",
+        COMPACT + "==",
+        COMPACT.replace(".", "=.", 1),
+        COMPACT[:10] + "+" + COMPACT[11:],
+        COMPACT[:10] + "/" + COMPACT[11:],
+        COMPACT + ".x",
+        COMPACT.rsplit(".", 1)[0],
+        COMPACT.rsplit(".", 1)[0] + ".",
+        "." + COMPACT.split(".", 1)[1],
+        COMPACT[:10] + "é" + COMPACT[10:],
+        COMPACT + "\n",
+        COMPACT[:10] + "\u0000" + COMPACT[10:],
+    ],
+    ids=[
+        "pad1",
+        "pad2",
+        "pad-inside",
+        "plus",
+        "slash",
+        "four",
+        "two",
+        "empty-signature",
+        "empty-header",
+        "non-ascii",
+        "newline",
+        "nul",
+    ],
+)
+def test_anything_but_the_exact_compact_form_is_malformed(verifier: TokenVerifier, token: str) -> None:
+    with pytest.raises(Refusal) as info:
+        verifier.verify(token)
+    assert info.value.reason is Reason.TOKEN_MALFORMED
+    assert COMPACT not in info.value.detail
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # strict decoding, done once: one spelling per token, one parse shared by the cheap checks and the claims
 
 

@@ -25,7 +25,6 @@ from interceptor.reasons import Reason
 OUTPUT_VERSION = "1.0"
 TOOLS_CALL = "tools/call"
 MAX_DEPTH = 64  # nesting levels of a request body (the body object is level 1): later walks never recurse deeper
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _DIGITS = sys.get_int_max_str_digits()  # Python cannot write longer integers back (0: no limit)
 _INT_LIMIT = 10**_DIGITS if _DIGITS else None
 
@@ -158,14 +157,6 @@ def check_headers(request: McpRequest) -> None:
     problem = protocol.header_problem(request.method, params, request.headers)
     if problem is not None:
         raise MalformedEvent(Reason.HEADER_MISMATCH, problem, request.rpc_id)
-
-
-def compact_token(token: str) -> str:
-    """`token` if it is exactly one JWS compact serialization: three non-empty base64url segments without
-    padding or whitespace. PyJWT tolerates trailing `=`; one accepted spelling per token keeps it simple."""
-    if not _COMPACT_JWS.fullmatch(token):
-        raise Refusal(Reason.TOKEN_MALFORMED, "token is not three base64url segments without padding")
-    return token
 
 
 def encodable(value: Any) -> bool:

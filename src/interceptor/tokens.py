@@ -21,11 +21,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from jwt.algorithms import Algorithm, ECAlgorithm, RSAAlgorithm
 
-from interceptor.contract import compact_token, encodable
+from interceptor.contract import encodable
 from interceptor.errors import Refusal
 from interceptor.jsontext import STRICT_JSON
 from interceptor.keys import ES256, RS256, KeyStore
@@ -37,7 +37,9 @@ MAX_TOKEN_BYTES = 16 * 1024
 MAX_KID_CHARS = 128
 BOT_PREFIXES = ("bot-", "remote-bot-")  # a bot of a trusted leaf cluster appears as remote-bot-<name>-<cluster>
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub")
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")  # base64url without padding (RFC 7515 compact serialization)
+# RFC 7515 compact serialization: three non-empty base64url segments, no padding or whitespace. PyJWT tolerates
+# trailing `=`; one accepted spelling per token keeps the cache key and every check simple.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _VERIFIERS: dict[str, Algorithm] = {RS256: RSAAlgorithm(RSAAlgorithm.SHA256), ES256: ECAlgorithm(ECAlgorithm.SHA256)}
 
@@ -139,7 +141,7 @@ class JwtVerifier[T: Expiring](ABC):
         return result
 
     def _verify_uncached(self, token: str) -> T:
-        jws = _Jws.parse(compact_token(token))  # a cached token passed this when it was verified
+        jws = _Jws.parse(token)  # a cached token passed this when it was verified
         kid, alg = self._precheck(jws)
         self._verify_signature(jws, kid, alg)
         return self._result(self._claims(jws.claims))
@@ -239,8 +241,7 @@ class TokenVerifier(JwtVerifier[Identity]):
         )
 
 
-@dataclass(frozen=True)
-class _Jws:
+class _Jws(NamedTuple):
     """A compact JWS decoded once: header and claims as JSON objects, the signing input and the signature."""
 
     header: dict[str, Any]
@@ -250,10 +251,10 @@ class _Jws:
 
     @classmethod
     def parse(cls, token: str) -> _Jws:
-        """Strictly: three segments, canonical unpadded base64url, JSON objects (no NaN/Infinity) in the first two;
-        anything else is `token_malformed`."""
-        if token.count(".") != 2:
-            raise Refusal(Reason.TOKEN_MALFORMED, "not a three-part JWS (nested JWT or JWE refused)")
+        """Strictly: the exact compact form (three segments: nested JWTs and JWEs refused), canonical unpadded
+        base64url, JSON objects (no NaN/Infinity) in the first two; anything else is `token_malformed`."""
+        if not _COMPACT_JWS.fullmatch(token):
+            raise Refusal(Reason.TOKEN_MALFORMED, "token is not three base64url segments without padding")
         signing_input, _, signature = token.rpartition(".")
         header, _, payload = signing_input.partition(".")
         return cls(_json_object(header), _json_object(payload), signing_input.encode(), _b64url(signature))
@@ -262,7 +263,7 @@ class _Jws:
 def _b64url(segment: str) -> bytes:
     """Canonical unpadded base64url only: other alphabets, padding and non-zero trailing bits are refused, so
     one token has exactly one spelling (the cache key) and no decoder leniency can be played on."""
-    if len(segment) % 4 == 1 or not _SEGMENT.fullmatch(segment):
+    if len(segment) % 4 == 1:  # the alphabet was checked with the compact form
         raise Refusal(Reason.TOKEN_MALFORMED, "token segment is not base64url")
     standard = (segment + "=" * (-len(segment) % 4)).encode().translate(_TO_STANDARD)
     try:
