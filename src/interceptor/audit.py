@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Literal
 
+import orjson
 from aws_lambda_powertools import Logger
 
 from interceptor import jsontext
@@ -99,8 +100,8 @@ class Auditor:
         self._clock = clock
         self._encode = jsontext.encoder(ascii_only=True, allow_nan=True, default=str)
         # Everything but the record, the times and three bounded dimension values is the same on every line.
-        self._service = self._encode(service)
-        self._directive = self._encode(directive())
+        self._service = service
+        self._directive = directive()
         self._second = -1
         self._second_text = ""
 
@@ -111,32 +112,42 @@ class Auditor:
             logger.exception("audit record not written")
 
     def line(self, record: AuditRecord) -> str:
-        """The JSON line for `record`: the audit object plus the EMF directive and values. Assembled from
-        pre-encoded constant parts; only the record goes through the JSON encoder. Caller-derived values are
-        capped first (`_bound`); a line that would still not fit one CloudWatch event (a field nobody capped)
-        keeps only the outcome, with `audit_truncated` giving the length it had."""
-        fields = dict(vars(record))  # shallow: asdict's deep copy costs more than the rest of the record
+        """The JSON line for `record`: the audit object plus the EMF directive and values, in one orjson
+        encoding. Caller-derived values are capped first (`_bound`); a line that would still not fit one CloudWatch
+        event (a field nobody capped) keeps only the outcome, with `audit_truncated` giving the length it had."""
+        fields = record.__dict__.copy()  # shallow: asdict's deep copy costs more than the rest of the record
         extra = fields.pop("extra")
         if extra:
             fields.update(extra)
         _bound(fields)
         now = self._clock()
-        text = self._assemble(record, fields, now)
-        if len(text) >= CLOUDWATCH_EVENT_BYTES:  # the line is ASCII (ensure_ascii): its length is its size
+        line = self._assemble(record, fields, now)
+        if len(line) >= CLOUDWATCH_EVENT_BYTES:
             kept = {key: fields[key] for key in _KEPT_WHOLE}
-            text = self._assemble(record, {**kept, "audit_truncated": len(text)}, now)
-        return text
+            line = self._assemble(record, {**kept, "audit_truncated": len(line)}, now)
+        return line.decode()
 
-    def _assemble(self, record: AuditRecord, fields: dict[str, Any], now: float) -> str:
+    def _assemble(self, record: AuditRecord, fields: dict[str, Any], now: float) -> bytes:
+        entry = {
+            "level": "INFO",
+            "message": "audit",
+            "timestamp": self._timestamp(now),
+            "service": self._service,
+            "audit": fields,
+            "_aws": {"Timestamp": int(now * 1000), "CloudWatchMetrics": self._directive},
+            "Phase": record.phase,
+            "Method": method_dimension(record.method),
+            "Outcome": record.reason,
+            "Decisions": 1,
+            "Latency": int(record.latency_us),
+        }
         trace = os.environ.get(_TRACE_ENV)
-        trace_field = f',"xray_trace_id":{_quote(trace.split(";", 1)[0].removeprefix("Root="))}' if trace else ""
-        return (
-            f'{{"level":"INFO","message":"audit","timestamp":"{self._timestamp(now)}","service":{self._service},'
-            f'"audit":{self._encode(fields)},'
-            f'"_aws":{{"Timestamp":{int(now * 1000)},"CloudWatchMetrics":{self._directive}}},'
-            f'"Phase":{_quote(record.phase)},"Method":{_quote(method_dimension(record.method))},'
-            f'"Outcome":{_quote(record.reason)},"Decisions":1,"Latency":{int(record.latency_us)}{trace_field}}}'
-        )
+        if trace:
+            entry["xray_trace_id"] = trace.split(";", 1)[0].removeprefix("Root=")
+        try:
+            return orjson.dumps(entry, default=str)
+        except TypeError:  # an integer beyond 64 bits (a JSON-RPC id may be one): the standard encoder writes it
+            return self._encode(entry).encode()
 
     def _timestamp(self, now: float) -> str:
         """Powertools' format (`2025-01-31 12:00:00,123+0000`, UTC); the seconds part is formatted once a second."""

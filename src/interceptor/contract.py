@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
+
 from interceptor import jsontext, methods, protocol
 from interceptor.errors import Refusal
 from interceptor.protocol import Headers
@@ -215,26 +217,22 @@ def _rpc_id(body: Mapping[str, Any]) -> Any:
 def _check_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
     """At most MAX_DEPTH levels, only JSON types, string keys, no NaN or infinities (the Lambda runtime reads
     1e400 as inf), no lone surrogates. Everything downstream (policy, stamping, the answer) may then walk the body
-    freely. The common case is decided by the C encoder (`_plainly_strict`, ~1 us instead of ~6 us for the
-    walk on the warm path); anything it cannot vouch for takes the exact walk, which names the problem."""
+    freely. The common case is decided in C (`_plainly_strict`); anything it cannot vouch for takes the exact
+    walk, which names the problem."""
     if not _plainly_strict(body):
         _walk_strict(body, rpc_id)
 
 
 def _plainly_strict(body: Mapping[str, Any]) -> bool:
-    """The body serialises as strict JSON in UTF-8 and holds at most MAX_DEPTH brackets (so it cannot nest
-    deeper), and the objects the pipeline reads keys of (the body, `params`, its `arguments` and `_meta`) have
-    text keys. Deeper keys that are not text could only come from an in-process caller (JSON parsers make
-    text keys); the encoder writes them as text, so the answer stays strict JSON either way."""
-    text = _strict_text(body)
-    if text is None or text.count("{") + text.count("[") > MAX_DEPTH:
+    """The body holds only JSON types with text keys, valid Unicode, integers within 64 bits and finite numbers,
+    with at most MAX_DEPTH brackets (so it cannot nest deeper). orjson refuses everything else except NaN and
+    infinities, which it writes as null: a body with one does not read back equal to itself (NaN equals nothing;
+    null is not inf). One encode, one decode, one comparison, all in C (~1 us for a `tools/call`; the walk ~6 us)."""
+    try:
+        text = orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError: a value, key, integer or string it cannot vouch for
         return False
-    params = body.get("params")
-    read = [body]
-    if type(params) is dict:
-        read.append(params)
-        read.extend(v for v in (params.get("arguments"), params.get("_meta")) if type(v) is dict)
-    return all(type(key) is str for node in read for key in node)
+    return text.count(b"{") + text.count(b"[") <= MAX_DEPTH and orjson.loads(text) == body
 
 
 def _walk_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
