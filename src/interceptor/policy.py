@@ -446,7 +446,7 @@ def _typed(value: Any, shape: Shape, path: str) -> Any:
         return _decimal(value, path)
     if isinstance(shape, dict) and "set" in shape and isinstance(value, list):
         return [_typed(item, shape["set"], f"{path}[]") for item in value]
-    if isinstance(shape, dict) and "attrs" in shape and isinstance(value, Mapping):
+    if isinstance(shape, dict) and "attrs" in shape and isinstance(value, dict):
         attrs, optional = shape["attrs"], shape["optional"]
         return {
             name: _typed(item, attrs[name], f"{path}.{name}" if path else name) if name in attrs else item

@@ -52,7 +52,7 @@ def is_modern(method: str, params: Mapping[str, Any], headers: Headers | None) -
     if method == "initialize":
         return False
     meta = params.get("_meta")
-    if isinstance(meta, Mapping) and VERSION_META_KEY in meta:
+    if isinstance(meta, dict) and VERSION_META_KEY in meta:
         return True
     versions = headers.get(VERSION_HEADER) if headers else None
     return versions is not None and any(isinstance(v, str) and v not in LEGACY_VERSIONS for v in versions)
@@ -78,7 +78,7 @@ def header_problem(method: str, params: Mapping[str, Any], headers: Headers) -> 
         return None
     meta = params.get("_meta")
     expected: dict[str, Any] = {METHOD_HEADER: method}
-    if isinstance(meta, Mapping) and VERSION_META_KEY in meta:
+    if isinstance(meta, dict) and VERSION_META_KEY in meta:
         expected[VERSION_HEADER] = meta[VERSION_META_KEY]
     if method in NAMED_BY and params.get(NAMED_BY[method]) is not None:
         expected[NAME_HEADER] = params[NAMED_BY[method]]

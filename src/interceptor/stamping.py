@@ -23,17 +23,19 @@ from tool_identity import (
 
 def split_reserved(
     arguments: Mapping[str, Any], params: Mapping[str, Any] | None = None
-) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The caller's arguments without reserved names, and what the caller tried to send that only the
-    interceptor may: reserved names in the arguments, and those or `IDENTITY_META_KEY` (any case) in
-    `params._meta` as `_meta.<name>` (all are removed before forwarding)."""
+) -> tuple[Mapping[str, Any], tuple[str, ...]]:
+    """The caller's arguments without reserved names (the same object when it holds none: the common case; it
+    is never modified), and what the caller tried to send that only the interceptor may: reserved names in the
+    arguments, and those or `IDENTITY_META_KEY` (any case) in `params._meta` as `_meta.<name>` (all are removed
+    before forwarding)."""
     meta = params.get("_meta") if params is not None else None
-    return tool_arguments(arguments), _spoofed(arguments, meta)
+    spoofed = _spoofed(arguments, meta)
+    return (tool_arguments(arguments) if spoofed else arguments), spoofed
 
 
 def _spoofed(arguments: Any, meta: Any) -> tuple[str, ...]:
-    names = sorted(k for k in arguments if is_reserved(k)) if isinstance(arguments, Mapping) else []
-    if isinstance(meta, Mapping):
+    names = sorted(k for k in arguments if is_reserved(k)) if isinstance(arguments, dict) else []
+    if isinstance(meta, dict):
         names.extend(sorted(f"_meta.{k}" for k in meta if _interceptor_only(k)))
     return tuple(names)
 
@@ -62,7 +64,7 @@ def stamp(
         arguments.update(extra)
     params = {**body["params"], "arguments": arguments}
     meta = params.get("_meta")
-    kept = {k: v for k, v in meta.items() if not _interceptor_only(k)} if isinstance(meta, Mapping) else {}
+    kept = {k: v for k, v in meta.items() if not _interceptor_only(k)} if isinstance(meta, dict) else {}
     params["_meta"] = {**kept, IDENTITY_META_KEY: identity_meta(identity.user, identity.roles, spiffe_id)}
     return {**body, "params": params}
 
