@@ -4,7 +4,7 @@ The record holds who, what and why, never the token or argument values (only arg
 caller can choose or influence is capped (`_bound`: where and how in README "Audit"), so no request can write a
 line CloudWatch Logs would cut (256 KiB per event) and lose the record and the metrics riding on it. The line keeps
 the shape Powertools Logger gave it (`level`, `message: "audit"`, `timestamp`, `service`, the record under
-`audit`), so log queries keep working, but it is written with one prebuilt encoder and one write: going through
+`audit`), so log queries keep working, but it is written with one orjson encoding and one write: going through
 the logging machinery cost more per request than the Cedar decision it records (README "Performance").
 Operational logs still go through Powertools Logger.
 """
@@ -98,8 +98,7 @@ class Auditor:
     ) -> None:
         self._sink = sink
         self._clock = clock
-        self._encode = jsontext.encoder(ascii_only=True, allow_nan=True, default=str)
-        # Everything but the record, the times and three bounded dimension values is the same on every line.
+        self._fallback = jsontext.encoder(ascii_only=True, allow_nan=True, default=str)  # what orjson cannot write
         self._service = service
         self._directive = directive()
         self._second = -1
@@ -147,7 +146,7 @@ class Auditor:
         try:
             return orjson.dumps(entry, default=str)
         except TypeError:  # an integer beyond 64 bits (a JSON-RPC id may be one): the standard encoder writes it
-            return self._encode(entry).encode()
+            return self._fallback(entry).encode()
 
     def _timestamp(self, now: float) -> str:
         """Powertools' format (`2025-01-31 12:00:00,123+0000`, UTC); the seconds part is formatted once a second."""

@@ -1,9 +1,10 @@
-"""JSON text in and out, strictly and built once: the decoder for what callers send (request bodies, token
-segments) and the compact encoders for what the interceptor proves or writes (answers, audit lines).
+"""The standard library's JSON, strictly and built once: the decoder for what callers send (request bodies, token
+segments) and compact encoders for what must match the Lambda runtime's own `json.dumps` exactly (the proof that
+an answer is strict JSON) or that orjson cannot write (integers beyond 64 bits in an audit record).
 
 `json.dumps` / `JSONEncoder.encode` build a new C encoder on every call (about 1.6 us of a 2.5 us encode of a
-`tools/call` body, measured; README "Performance"); the encoders here are CPython's own C encoder (`_json`, which
-`json` uses underneath), made once with the options that call would pass.
+`tools/call` body, measured 2026-11-30); the encoders here are CPython's own C encoder (`_json`, which `json` uses
+underneath), made once with the options that call would pass.
 """
 
 from __future__ import annotations
