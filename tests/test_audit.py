@@ -207,18 +207,24 @@ def worst_record() -> AuditRecord:
     return record
 
 
-def test_a_worst_case_record_fits_one_cloudwatch_event() -> None:
+@pytest.mark.parametrize("escaped", [False, True], ids=["orjson", "standard-encoder"])
+def test_a_worst_case_record_fits_one_cloudwatch_event(escaped: bool) -> None:
     """Every caller-derived field at its worst at once: the line stays one valid JSON event, capped field by field
-    (the whole-line fallback is not needed)."""
+    (the whole-line fallback is not needed). An id beyond 64 bits sends the record to the standard encoder, which
+    escapes every astral character in 12 bytes (orjson writes 4): the worst case of all."""
     record = worst_record()
+    if escaped:
+        record.rpc_id = 2**100
     captured: list[str] = []
     Auditor(captured.append).write(record)
     [text] = captured
     assert len(text.encode("utf-8")) + 1 < CLOUDWATCH_EVENT_BYTES  # with its newline
-    assert len(text) < 200_000  # README "Audit"
+    assert len(text.encode("utf-8")) < 200_000  # README "Audit"
+    assert ("\\ud83d" in text) is escaped
     audit = json.loads(text)["audit"]
     assert "audit_truncated" not in audit
-    for key in ("mcp_session_id", "rpc_id", "method", "tool", "user", "detail"):
+    assert audit["rpc_id"] == 2**100 if escaped else CAPPED_TEXT.fullmatch(audit["rpc_id"])
+    for key in ("mcp_session_id", "method", "tool", "user", "detail"):
         assert CAPPED_TEXT.fullmatch(audit[key]), key
     for key in ("roles", "policy_ids", "argument_names", "spoofed_arguments", "hidden_tools"):
         *names, marker = audit[key]
