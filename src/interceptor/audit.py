@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Literal
@@ -69,14 +69,14 @@ class AuditRecord:
     method: str | None = None
     tool: str | None = None
     user: str | None = None
-    roles: list[str] = field(default_factory=list)
+    roles: Sequence[str] = ()  # sequences are written as JSON arrays; tuples are shared, never copied
     bot: bool | None = None
     decision: Verdict = "deny"
     forwarded: bool = False
     reason: str = ""
-    policy_ids: list[str] = field(default_factory=list)
-    argument_names: list[str] = field(default_factory=list)
-    spoofed_arguments: list[str] = field(default_factory=list)
+    policy_ids: Sequence[str] = ()
+    argument_names: Sequence[str] = ()
+    spoofed_arguments: Sequence[str] = ()
     detail: str | None = None
     latency_us: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -186,7 +186,7 @@ def _clip(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else f"{text[:limit]}...(+{len(text) - limit} chars)"
 
 
-def _clip_names(names: list[str]) -> list[str]:
+def _clip_names(names: Sequence[str]) -> list[str]:
     """The first names that fit `MAX_NAMES` entries and `MAX_LIST_BYTES` of JSON, each capped, then a marker
     counting the rest."""
     kept: list[str] = []

@@ -147,7 +147,7 @@ class Interceptor(Handler):
         identity, agent = self._authenticate(request, record)
         if request.tool is None:
             body, spoofed = without_reserved(request.body)
-            record.spoofed_arguments = list(spoofed)
+            record.spoofed_arguments = spoofed
             return Outcome(contract.forward_request(body), Reason.ALLOWED, "allow", forwarded=True, proven=True)
         return self._authorize_call(request, request.tool, identity, agent, record)
 
@@ -172,7 +172,7 @@ class Interceptor(Handler):
         if request.headers is None:
             raise Refusal(Reason.HEADERS_MISSING, "event has no headers: passRequestHeaders is off")
         identity = self._verifier.verify(bearer_token(request.headers))
-        record.user, record.roles, record.bot = identity.user, list(identity.roles), identity.bot
+        record.user, record.roles, record.bot = identity.user, identity.roles, identity.bot
         if self._agents is None:
             return identity, None
         agent = self._agents.admit(request.headers, identity)
@@ -184,12 +184,12 @@ class Interceptor(Handler):
         self, request: McpRequest, tool: str, identity: Identity, agent: Agent | None, record: AuditRecord
     ) -> Outcome:
         arguments, spoofed = split_reserved(request.arguments, request.body.get("params"))
-        record.argument_names, record.spoofed_arguments = sorted(arguments), list(spoofed)
+        record.argument_names, record.spoofed_arguments = sorted(arguments), spoofed
         decision = self._engine.authorize(identity, tool, arguments, agent)
-        record.policy_ids = list(decision.policy_ids)
+        record.policy_ids = decision.policy_ids
         for gate in decision.gates:
             record.extra[f"{gate.who}_decision"] = "allow" if gate.allowed else "deny"
-            record.extra[f"{gate.who}_policy_ids"] = list(gate.policy_ids)
+            record.extra[f"{gate.who}_policy_ids"] = gate.policy_ids
         detail = None
         if decision.errors:
             detail = "; ".join(decision.errors)
