@@ -612,6 +612,21 @@ def test_agent_token_header_forms(headers: dict[str, Any], token: str | None) ->
     assert agent_token(header_fields(headers), HEADER) == token
 
 
+@pytest.mark.parametrize("form", ["padded", "four-part", "empty-signature", "space"])
+def test_an_agent_token_not_in_the_exact_compact_form_is_refused(
+    issuer: Issuer, verifier: AgentVerifier, form: str
+) -> None:
+    token = issuer.workload.mint()
+    assert verifier.verify(token).spiffe_id  # the exact form is read (and now cached)
+    variant = {
+        "padded": token + "=",
+        "four-part": token + ".x",
+        "empty-signature": token.rsplit(".", 1)[0] + ".",
+        "space": token[:20] + " " + token[20:],
+    }[form]
+    assert cause(verifier, variant) == "token_malformed"
+
+
 @pytest.mark.parametrize(
     "headers",
     [

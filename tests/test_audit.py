@@ -5,9 +5,11 @@ Records are captured through the injected sink (`audit_log` in conftest.py), not
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
+import sys
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -135,6 +137,17 @@ def test_xray_trace_id_is_added_when_lambda_sets_one(monkeypatch: pytest.MonkeyP
     without, with_trace = lines_of(captured)
     assert "xray_trace_id" not in without
     assert with_trace["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+
+
+def test_a_stdout_that_is_not_utf8_gets_the_record_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = io.BytesIO()
+    ascii_out = io.TextIOWrapper(raw, encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    Auditor().write(AuditRecord(phase="REQUEST", mode="enforce", user="zoë", tool="t\U0001f680", reason="allowed"))
+    ascii_out.flush()
+    [line] = raw.getvalue().decode("ascii").splitlines()
+    record = json.loads(line)["audit"]
+    assert (record["user"], record["tool"], record["reason"]) == ("zoë", "t\U0001f680", "allowed")
 
 
 def test_the_default_sink_is_one_line_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:

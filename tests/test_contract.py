@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,20 @@ def test_lone_surrogates_elsewhere_are_refused_with_the_id(params: dict[str, Any
     assert exc.rpc_id == 7
 
 
+class Agreeable(dict[str, Any]):
+    """A mapping no JSON parser makes, whose equality vouches for anything."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @pytest.mark.parametrize(
-    "value", [10**5000, {1, 2}, b"x", object()], ids=["long-int", "set", "bytes", "object"]
-)  # a tuple is written as a JSON array, as the encoder does for the answer (JSON parsers never make one)
+    "value",
+    [10**5000, {1, 2}, b"x", object(), (1, 2), Agreeable(when=datetime.now(UTC)), [Agreeable(n=1)]],
+    ids=["long-int", "set", "bytes", "object", "tuple", "agreeable-mapping", "agreeable-in-list"],
+)  # only what a JSON parser makes: a forwarded body is not encoded again before it leaves
 def test_values_json_cannot_carry_are_refused(value: Any) -> None:
     assert refused(event(rpc(params={"x": value}))).rpc_id == 7
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devtools.gateway import notification, request_event, response_event, rpc, tool_call
 from devtools.issuer import Issuer
@@ -128,6 +130,31 @@ def test_an_answer_that_is_not_strict_json_becomes_output_invalid(
     assert error["code"] == -32603
     [record] = audit_lines()
     assert (record["reason"], record["decision"], record["forwarded"]) == ("output_invalid", "deny", False)
+
+
+# Forwarded requests are not encoded again at the exit: they are built from the body (proven at parse) and the
+# verified identity (proven at verification). Any JSON-ish value, including NaN, infinities, huge integers and lone
+# surrogates, anywhere a caller can put one: every answer must still be strict JSON in UTF-8.
+TEXT = st.text(st.characters(exclude_categories=()), max_size=4)  # lone surrogates included
+LEAF = st.none() | st.booleans() | st.integers() | st.floats() | TEXT  # NaN, infinities and bigints included
+VALUES = st.recursive(
+    LEAF, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(TEXT, kids, max_size=3), max_leaves=10
+)
+CALLERS = [("alice", ["developer"]), ("zoë", ["developer", "dév"])]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(meta=VALUES, extra=VALUES, param=VALUES, caller=st.sampled_from(CALLERS))
+def test_every_forwarded_call_is_strict_json(
+    issuer: Issuer, interceptor: Interceptor, meta: Any, extra: Any, param: Any, caller: tuple[str, list[str]]
+) -> None:
+    token = issuer.mint(user=caller[0], roles=caller[1])
+    call = tool_call(GET, {"order_id": "1"}, rpc_id=7)
+    call["params"].update({"_meta": meta, "x": param})
+    listing = rpc("tools/list", {"_meta": meta, "cursor": param}, rpc_id=8)
+    for body in (call, listing):
+        out = interceptor.handle(request_event({**body, "x": extra}, token))
+        strict(out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ Operational logs still go through Powertools Logger.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -51,9 +52,13 @@ AuditSink = Callable[[str], object]
 
 def stdout_sink(line: str) -> None:
     """Lambda ships stdout to CloudWatch Logs; flushed per line, as Powertools' handler does, so a frozen or
-    recycled container never holds back a record."""
+    recycled container never holds back a record. Lines are UTF-8 (Lambda's stdout is); a stdout that cannot take
+    it (`PYTHONIOENCODING=ascii` somewhere local) gets the same record with every non-ASCII character escaped."""
     stream = sys.stdout
-    stream.write(line + "\n")
+    try:
+        stream.write(line + "\n")
+    except UnicodeEncodeError:  # nothing was written: the encoder runs before the write
+        stream.write(json.dumps(json.loads(line), separators=(",", ":")) + "\n")
     stream.flush()
 
 
