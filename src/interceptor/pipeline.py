@@ -205,7 +205,7 @@ class Interceptor(Handler):
             else:
                 output = contract.forward_request(stamp(request.body, arguments, identity, extra, agent))
                 # proven: the body and the identity are; an AWS session argument is not (it is encoded at the exit)
-                return Outcome(output, decision.reason, verdict, True, detail, proven=not extra)
+                return Outcome(output, decision.reason, verdict, forwarded=True, detail=detail, proven=not extra)
         text = _denial(identity, agent, tool, decision)
         output = contract.respond(200, contract.tool_error(request.rpc_id, text, request.modern))
         return Outcome(output, decision.reason, verdict, detail=detail)
