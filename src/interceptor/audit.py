@@ -88,7 +88,7 @@ class AuditRecord:
 
     def conclude(self, decision: Verdict, reason: Reason, forwarded: bool, detail: str | None) -> None:
         """The outcome, set once per request by the handler's single exit."""
-        self.decision, self.reason, self.forwarded, self.detail = decision, reason.value, forwarded, detail
+        self.decision, self.reason, self.forwarded, self.detail = decision, reason, forwarded, detail  # a StrEnum
 
 
 class Auditor:
@@ -132,13 +132,17 @@ class Auditor:
         return line.decode()
 
     def _assemble(self, record: AuditRecord, fields: dict[str, Any], now: float) -> bytes:
+        millis = int(now * 1000)
+        second = millis // 1000
+        if second != self._second:  # Powertools' format, `2025-01-31 12:00:00,123+0000` (UTC): once a second
+            self._second, self._second_text = second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
         entry = {
             "level": "INFO",
             "message": "audit",
-            "timestamp": self._timestamp(now),
+            "timestamp": f"{self._second_text},{millis % 1000:03d}+0000",
             "service": self._service,
             "audit": fields,
-            "_aws": {"Timestamp": int(now * 1000), "CloudWatchMetrics": self._directive},
+            "_aws": {"Timestamp": millis, "CloudWatchMetrics": self._directive},
             "Phase": record.phase,
             "Method": method_dimension(record.method),
             "Outcome": record.reason,
@@ -152,13 +156,6 @@ class Auditor:
             return orjson.dumps(entry, default=str)
         except TypeError:  # an integer beyond 64 bits (a JSON-RPC id may be one): the standard encoder writes it
             return self._fallback(entry).encode()
-
-    def _timestamp(self, now: float) -> str:
-        """Powertools' format (`2025-01-31 12:00:00,123+0000`, UTC); the seconds part is formatted once a second."""
-        second = int(now)
-        if second != self._second:
-            self._second, self._second_text = second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
-        return f"{self._second_text},{int(now * 1000) % 1000:03d}+0000"
 
 
 def _bound(fields: dict[str, Any]) -> None:

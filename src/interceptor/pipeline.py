@@ -54,13 +54,14 @@ class Handler(ABC):
 
     def __init__(self, mode: Mode, auditor: Auditor, forward_uncovered: frozenset[str]) -> None:
         self._mode = mode
+        self._mode_name = mode.value  # as the audit record states it (read once, not per request)
         self._auditor = auditor
         self._forward_uncovered = forward_uncovered  # FORWARD_UNCOVERED_METHODS
 
     def handle(self, event: Any, lambda_request_id: str | None = None) -> dict[str, Any]:
         """Answer one interceptor event; always a valid interceptor output, never an exception."""
         started = time.perf_counter_ns()
-        record = AuditRecord(phase="REQUEST", mode=self._mode.value, lambda_request_id=lambda_request_id)
+        record = AuditRecord(phase="REQUEST", mode=self._mode_name, lambda_request_id=lambda_request_id)
         try:
             outcome = self._handle(event, record)
         except MalformedEvent as exc:  # the id it could read, the key to answer under

@@ -580,18 +580,20 @@ def _unquote(word: str) -> str:
 @dataclass(frozen=True)
 class PolicyGroup:
     """Some compiled policies parsed into one Cedar set. Cedar names policies parsed from text by position
-    (`policy<n>`); `members` holds each one's index in `CompiledSet.policies`."""
+    (`policy<n>`); `members` maps each such name to the policy's index in `CompiledSet.policies` (a lookup, not
+    a parse of the name, on every decision)."""
 
     policies: cedarpy.PolicySet
-    members: tuple[int, ...]
+    members: Mapping[str, int]
 
     @classmethod
     def parse(cls, texts: Sequence[str], members: Sequence[int]) -> PolicyGroup:
-        return cls(cedarpy.PolicySet.from_str("\n".join(texts)), tuple(members))
+        names = {f"policy{position}": index for position, index in enumerate(members)}
+        return cls(cedarpy.PolicySet.from_str("\n".join(texts)), names)
 
     def member(self, cedar_id: str) -> int:
         """The compiled-set index of the policy Cedar calls `cedar_id`."""
-        return self.members[int(cedar_id.removeprefix("policy"))]
+        return self.members[cedar_id]
 
 
 class PolicyEngine:
@@ -694,8 +696,8 @@ class PolicyEngine:
 
     def named(self, group: PolicyGroup, cedar_ids: Iterable[str]) -> tuple[str, ...]:
         """The authors' ids of the policies Cedar names by position in `group`, sorted."""
-        policies, member = self.compiled.policies, group.member
-        return tuple(sorted([policies[member(cedar_id)].id for cedar_id in cedar_ids]))
+        policies, members = self.compiled.policies, group.members
+        return tuple(sorted([policies[members[cedar_id]].id for cedar_id in cedar_ids]))
 
     def _group(self, tool: str) -> PolicyGroup | None:
         """The tool's policy slice as a Cedar set, parsed on the tool's first call; None for an unknown tool."""
@@ -708,10 +710,9 @@ class PolicyEngine:
 
     def _entities(self, identity: Identity, agent: Agent | None = None) -> cedarpy.Entities:
         """Static entities plus this principal (and agent), kept for those seen recently (tokens are reused)."""
-        key = identity.principal_key
-        if agent is not None:
-            key += (agent.spiffe_id,)
-        return self._store(key, lambda: principal_entities(identity, agent))
+        key = identity.principal_key if agent is None else (*identity.principal_key, agent.spiffe_id)
+        entities = self._principals.get(key)  # the warm path: no closure to build on a hit
+        return self._store(key, lambda: principal_entities(identity, agent)) if entities is None else entities
 
     def _store(self, key: tuple[Any, ...], build: Callable[[], list[dict[str, Any]]]) -> cedarpy.Entities:
         entities = self._principals.get(key)

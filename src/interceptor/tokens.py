@@ -61,9 +61,10 @@ class Identity:
         verified token, which the token cache then reuses)."""
         return (self.user, self.roles, tuple(self.traits.items()))
 
-    @property
+    @cached_property
     def bot(self) -> bool:
-        """Machine ID bots have usernames `bot-<name>` (`remote-bot-<name>-<cluster>` from a leaf cluster)."""
+        """Machine ID bots have usernames `bot-<name>` (`remote-bot-<name>-<cluster>` from a leaf cluster); once
+        per verified token, like `principal_key`."""
         return self.user.startswith(BOT_PREFIXES)
 
 
