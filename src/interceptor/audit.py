@@ -147,7 +147,7 @@ class Auditor:
             "Method": method_dimension(record.method),
             "Outcome": record.reason,
             "Decisions": 1,
-            "Latency": int(record.latency_us),
+            "Latency": record.latency_us,
         }
         trace = os.environ.get(_TRACE_ENV)
         if trace:
