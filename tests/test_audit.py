@@ -311,6 +311,18 @@ def test_integer_ids_and_details_are_capped_too() -> None:
     assert (kept["rpc_id"], kept["detail"]) == (-(10**MAX_TEXT) + 1, "d" * MAX_DETAIL)
 
 
+def test_an_extra_is_capped_whether_it_adds_a_key_or_reuses_a_record_field() -> None:
+    """Keys only extras add are checked on records that have extras; a record field an extra overwrites is checked
+    after the merge, so neither way round leaves a value uncapped."""
+    captured: list[str] = []
+    record = AuditRecord(phase="REQUEST", mode="enforce", tool="t")
+    record.extra.update(tool="x" * 5000, agent="a" * 5000, hidden_tools=["h" * 5000])
+    Auditor(captured.append).write(record)
+    [line] = lines_of(captured)
+    assert all(CAPPED_TEXT.fullmatch(value) for value in (line["audit"]["tool"], line["audit"]["agent"]))
+    assert CAPPED_TEXT.fullmatch(line["audit"]["hidden_tools"][0])
+
+
 def test_a_line_that_still_does_not_fit_keeps_its_outcome() -> None:
     """A field nobody capped (none today) cannot cost the record: the outcome is written, and the size it had."""
     captured: list[str] = []

@@ -24,6 +24,7 @@ from interceptor.policy import (
 )
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
+from tool_identity import tool_arguments
 
 REPO_POLICIES = Path(__file__).resolve().parents[1] / "policies"
 GET = "orders___get_order_tool"
@@ -682,12 +683,16 @@ def test_forbid_on_an_outer_group_reaches_tools_of_nested_groups(tmp_path: Path)
     assert not bot.allowed and bot.policy_ids == ("nothing-for-bots",)
 
 
-def test_policies_never_see_reserved_arguments_in_any_case() -> None:
+def test_a_reserved_name_that_reaches_the_engine_fails_closed() -> None:
+    # Reserved names are stripped where arguments enter (the pipeline's split_reserved, the toolkit): the engine
+    # does not strip them again. One that reaches it anyway is an argument the schema does not declare, so the call
+    # is refused, never decided with or without it; stripped, the same call is allowed.
     engine = PolicyEngine.load(REPO_POLICIES)
-    decision = engine.authorize(
-        Identity("alice", ("developer",), {}, "iss", 0), "orders___get_order_tool", {"order_id": "1", "_Teleport_x": 1}
-    )
-    assert decision.allowed
+    alice = Identity("alice", ("developer",), {}, "iss", 0)
+    sent = {"order_id": "1", "_Teleport_x": 1}
+    refused = engine.authorize(alice, "orders___get_order_tool", sent)
+    assert (refused.allowed, refused.reason) == (False, Reason.POLICY_ERROR)
+    assert engine.authorize(alice, "orders___get_order_tool", tool_arguments(sent)).allowed
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -994,6 +994,21 @@ def test_explain_follows_the_policy_folder(cli: Run, policies: Path) -> None:
     assert explained(out) == ("ALLOW", "allowed", ["developers-update-orders"])
 
 
+def test_explain_and_test_cases_strip_reserved_names_as_the_gateway_does(cli: Run, policies: Path) -> None:
+    # the gateway removes every `_teleport_` name (any case) before policy: the toolkit decides the same call alike
+    args = json.dumps({"order_id": "42", "_Teleport_User": "root", "_teleport_roles": ["admin"]})
+    code, out = cli(
+        "explain", "--user", "alice", "--roles", "developer", "--tool", "orders___get_order_tool", "--args", args
+    )
+    assert code == 0
+    assert explained(out) == ("ALLOW", "allowed", ["developers-read-orders"])
+    edit(demo_yaml(policies), 'arguments: {order_id: "42"}', 'arguments: {order_id: "42", _TELEPORT_user: root}')
+    assert cli("expand")[0] == 0
+    code, out = cli("test")
+    assert code == 0, out
+    assert f"{DEMO_CASES} passed, 0 failed" in out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -36,10 +36,12 @@ MAX_NAMES = 100  # entries kept of a list of names
 MAX_LIST_BYTES = 32 * 1024  # JSON bytes of the entries kept of one list, together
 CLOUDWATCH_EVENT_BYTES = 256 * 1024 - 26  # CloudWatch Logs counts 26 bytes of overhead per event
 _TEXT_FIELDS = ("method", "tool", "rpc_id", "mcp_session_id", "user")
-_AGENT_FIELDS = ("agent", "agent_jti")  # only on records of requests with an agent (AGENT_MODE not off)
-_LIST_FIELDS = ("roles", "argument_names", "spoofed_arguments", "policy_ids", "hidden_tools")
-_GATE_FIELDS = ("user_policy_ids", "agent_policy_ids")  # only on delegated calls (each gate's determining policies)
-_NAME_LISTS = _LIST_FIELDS + _GATE_FIELDS
+_LIST_FIELDS = ("roles", "argument_names", "spoofed_arguments", "policy_ids")
+# Keys only `AuditRecord.extra` adds, so only records with extras are checked for them: the agent (AGENT_MODE not
+# off), each gate's determining policies (delegated calls), the tools a list hid (RESPONSE phase).
+_EXTRA_TEXT = ("agent", "agent_jti")
+_EXTRA_LISTS = ("hidden_tools", "user_policy_ids", "agent_policy_ids")
+_ALL_LISTS = _LIST_FIELDS + _EXTRA_LISTS
 _KEPT_WHOLE = ("phase", "mode", "lambda_request_id", "decision", "forwarded", "reason", "latency_us")
 _BIG_INT = 10**MAX_TEXT  # an id of more digits is written as capped text
 _TRACE_ENV = "_X_AMZN_TRACE_ID"  # set by Lambda per invocation, as Powertools reads it
@@ -123,7 +125,7 @@ class Auditor:
         extra = fields.pop("extra")
         if extra:
             fields.update(extra)
-        _bound(fields)
+        _bound(fields, extended=bool(extra))
         now = self._clock()
         line = self._assemble(record, fields, now)
         if len(line) >= CLOUDWATCH_EVENT_BYTES:
@@ -158,12 +160,14 @@ class Auditor:
             return self._fallback(entry).encode()
 
 
-def _bound(fields: dict[str, Any]) -> None:
+def _bound(fields: dict[str, Any], extended: bool) -> None:
     """Cap every caller-derived value in place, with a marker giving what was cut: strings at `MAX_TEXT`
     characters (`detail` at `MAX_DETAIL`) as `<kept>...(+N chars)`, integer ids beyond `MAX_TEXT` digits as such
     text, lists at `MAX_NAMES` entries and `MAX_LIST_BYTES` of JSON, each entry capped, then `...(+N more)`.
     Worst case (every string of non-BMP characters, 12 JSON bytes each): under 200 KB, within one CloudWatch event.
-    Short values (the common case) are checked with one `len` each and left as they are."""
+    Short values (the common case) are checked with one `len` each and left as they are. The record's own fields
+    are checked after any extra was merged (an extra of the same name is capped too); the keys only extras add,
+    when the record has extras (`extended`)."""
     for key in _TEXT_FIELDS:
         value = fields[key]
         if isinstance(value, str):
@@ -174,14 +178,15 @@ def _bound(fields: dict[str, Any]) -> None:
     detail = fields["detail"]
     if detail is not None and len(detail) > MAX_DETAIL:
         fields["detail"] = _clip(detail, MAX_DETAIL)
-    for key in _NAME_LISTS:
+    for key in _ALL_LISTS if extended else _LIST_FIELDS:
         names = fields.get(key)
         if names and (len(names) > MAX_NAMES or sum(map(len, names)) > MAX_TEXT):
             fields[key] = _clip_names(names)
-    for key in _AGENT_FIELDS:  # a verified SPIFFE ID (up to 2 KiB) and jti, capped like every caller-derived value
-        value = fields.get(key)
-        if isinstance(value, str) and len(value) > MAX_TEXT:
-            fields[key] = _clip(value)
+    if extended:
+        for key in _EXTRA_TEXT:  # a verified SPIFFE ID (up to 2 KiB) and jti, capped like every caller-derived value
+            value = fields.get(key)
+            if isinstance(value, str) and len(value) > MAX_TEXT:
+                fields[key] = _clip(value)
 
 
 def _clip(text: str, limit: int = MAX_TEXT) -> str:

@@ -38,7 +38,6 @@ from interceptor.errors import Problems, Refusal
 from interceptor.lru import LRUDict
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
-from tool_identity import tool_arguments
 
 NAMESPACE = "Teleport"
 USER_TYPE = f"{NAMESPACE}::User"
@@ -630,14 +629,15 @@ class PolicyEngine:
     def authorize(
         self, identity: Identity, tool: str, arguments: Mapping[str, Any], agent: Agent | None = None
     ) -> Decision:
-        """Decide whether `identity` may call `tool` with `arguments`; anything but Allow is a deny. With an
-        `agent`, two gates in one Cedar batch decide, and both must allow (`_delegated`)."""
+        """Decide whether `identity` may call `tool` with `arguments`, the agent's own: reserved names already
+        removed (`stamping.split_reserved`, `tool_identity.tool_arguments`), as every caller does where arguments
+        enter. Anything but Allow is a deny. With an `agent`, two gates in one Cedar batch decide, and both must
+        allow (`_delegated`)."""
         group = self._group(tool)
         if group is None:
             return Decision(False, Reason.TOOL_UNKNOWN)
         try:
-            # Policies never see reserved names, nor a value the schema cannot type.
-            typed = cedar_input(tool_arguments(arguments), self.compiled.inputs[tool])
+            typed = cedar_input(arguments, self.compiled.inputs[tool])  # policies never see an untypable value
         except Untypable as exc:
             return Decision(False, Reason.POLICY_ERROR, errors=(str(exc),))
         if agent is not None:

@@ -60,6 +60,7 @@ from interceptor.policy import (
 )
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
+from tool_identity import tool_arguments
 
 JSON_SUFFIX = ".cedartests.json"
 GATES = ("user", "agent")
@@ -86,7 +87,7 @@ class Case:
 
     def run(self, engine: PolicyEngine) -> Decision:
         """The engine's decision; for a gate case, that gate's answer as a decision of its own."""
-        decision = engine.authorize(self.identity, self.tool, self.arguments, self.agent)
+        decision = engine.authorize(self.identity, self.tool, tool_arguments(self.arguments), self.agent)
         gate = next((g for g in decision.gates if g.who == self.gate), None)
         if gate is None:  # no gate case, or refused before the gates (an unknown tool, untypable arguments)
             return decision

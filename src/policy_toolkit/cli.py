@@ -40,6 +40,7 @@ from interceptor.policy import (
 from interceptor.tokens import Identity
 from policy_toolkit import cases as tc
 from policy_toolkit.schema import generate
+from tool_identity import tool_arguments
 
 _POLICY_START = re.compile(r'((?:@\w+\s*(?:\(\s*"(?:[^"\\]|\\.)*"\s*\))?\s*)*)\b(permit|forbid)\s*\(')
 _COMMENT = re.compile(r'"(?:[^"\\]|\\.)*"|//[^\n]*')
@@ -238,7 +239,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 def _print_decision(
     tool: str, identity: Identity, engine: PolicyEngine, arguments: dict[str, Any], agent: Agent | None = None
 ) -> int:
-    decision = engine.authorize(identity, tool, arguments, agent)
+    decision = engine.authorize(identity, tool, tool_arguments(arguments), agent)  # as the gateway strips them
     through = "" if agent is None else f" through agent {agent.spiffe_id}"
     _out(f"user {identity.user} (roles {list(identity.roles)}, bot {identity.bot}){through} -> {tool}")
     _out(f"decision: {'ALLOW' if decision.allowed else 'DENY'} ({decision.reason.value})")
