@@ -114,6 +114,22 @@ def test_timestamps_agree_and_are_utc() -> None:
     assert (first["Latency"], second["Latency"]) == (42, 43)
 
 
+@pytest.mark.parametrize(
+    ("now", "timestamp"),
+    [
+        (-0.5, "1969-12-31 23:59:59,500+0000"),
+        (0.0, "1970-01-01 00:00:00,000+0000"),
+        (59.999, "1970-01-01 00:00:59,999+0000"),
+    ],
+)
+def test_each_second_is_formatted_from_the_same_millisecond_as_the_metric(now: float, timestamp: str) -> None:
+    # the first line of an auditor formats its second too, whatever the clock says (no second is assumed cached)
+    captured: list[str] = []
+    Auditor(captured.append, clock=lambda: now).write(AuditRecord(phase="REQUEST", mode="enforce", reason="allowed"))
+    [line] = lines_of(captured)
+    assert (line["timestamp"], line["_aws"]["Timestamp"]) == (timestamp, round(now * 1000))
+
+
 def test_record_fields_and_extras_sit_under_audit_only() -> None:
     captured: list[str] = []
     record = AuditRecord(phase="RESPONSE", mode="log_only", method="tools/list", reason="tools_filtered")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -550,9 +551,14 @@ def test_spoofed_roles_grant_nothing(interceptor: Interceptor, token: str, audit
 
 
 def test_policies_never_see_spoofed_arguments(
-    tmp_path: Path, issuer: Issuer, make_interceptor: Callable[..., Interceptor]
+    tmp_path: Path,
+    issuer: Issuer,
+    make_interceptor: Callable[..., Interceptor],
+    audit_lines: Audit,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # a schema that would let a policy read `_teleport_user`, and a policy that trusts it: it must never match
+    # a schema that would let a policy read `_teleport_user`, and a policy that trusts it: the function will not
+    # serve with them (refusing every call, the trap never evaluated), and says which argument in its init log
     folder = tmp_path / "p"
     folder.mkdir()
     schema = (REPO / "policies" / "schema.cedarschema").read_text(encoding="utf-8")
@@ -564,10 +570,14 @@ def test_policies_never_see_spoofed_arguments(
         'when { context.input has _teleport_user && context.input._teleport_user == "root" };',
         encoding="utf-8",
     )
+    caplog.set_level(logging.ERROR)
     interceptor = make_interceptor(POLICY_DIR=str(folder))
     token = issuer.mint(user="mallory", roles=[])
-    text = tool_denial(interceptor.handle(request_event(tool_call(LIST, {"_teleport_user": "root"}), token)))
-    assert "policy_denied" in text
+    out = interceptor.handle(request_event(tool_call(LIST, {"_teleport_user": "root"}), token))
+    assert "transformedGatewayRequest" not in out["mcp"]
+    assert audit_lines()[0]["reason"] == "policy_set_invalid"
+    problems = [problem for r in caplog.records for problem in getattr(r, "problems", [])]
+    assert any("declares argument '_teleport_user'" in problem for problem in problems), problems
 
 
 @pytest.mark.parametrize("name", ["_teleport_user", "_teleport_roles", "_teleport_x"])

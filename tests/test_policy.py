@@ -683,6 +683,23 @@ def test_forbid_on_an_outer_group_reaches_tools_of_nested_groups(tmp_path: Path)
     assert not bot.allowed and bot.policy_ids == ("nothing-for-bots",)
 
 
+@pytest.mark.parametrize("name", ["_teleport_user", "_TELEPORT_x", "_Teleport_Roles"])
+def test_a_schema_that_types_a_reserved_argument_is_refused(tmp_path: Path, name: str) -> None:
+    # no policy can be written to read what only the interceptor sets (and the engine does not strip it again)
+    folder = tmp_path / "p"
+    shutil.copytree(REPO_POLICIES, folder, ignore=shutil.ignore_patterns("tests", "*.bundle.json"))
+    schema = (folder / "schema.cedarschema").read_text(encoding="utf-8")
+    typed = schema.replace("      limit?: Long,\n", f'      limit?: Long,\n      "{name}"?: String,\n')
+    assert typed != schema
+    (folder / "schema.cedarschema").write_text(typed, encoding="utf-8")
+    with pytest.raises(PolicySetInvalid) as raised:
+        PolicyEngine.load(folder)
+    assert raised.value.problems == [
+        f"schema: tool 'orders___list_my_orders' declares argument {name!r}: names under '_teleport_' belong to the "
+        "interceptor"
+    ]
+
+
 def test_a_reserved_name_that_reaches_the_engine_fails_closed() -> None:
     # Reserved names are stripped where arguments enter (the pipeline's split_reserved, the toolkit): the engine
     # does not strip them again. One that reaches it anyway is an argument the schema does not declare, so the call

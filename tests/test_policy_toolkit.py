@@ -415,6 +415,20 @@ def test_reserved_word_property_names_are_quoted(name: str, work: Path, policies
     assert f'"{name}"?: String,' in text
 
 
+def test_reserved_names_a_tool_declares_stay_out_of_the_schema(work: Path, policies: Path) -> None:
+    # a tool may declare the identity it receives; policy never reads it (removed before, stamped after policy)
+    text_type, list_type = {"type": "string"}, {"type": "array", "items": {"type": "string"}}
+    properties = {"city": text_type, "_teleport_user": text_type, "_Teleport_Roles": list_type}
+    nested = {"type": "object", "properties": {"_teleport_note": {"type": "string"}}}
+    listing = {"tools": [{"name": "route", "inputSchema": {"properties": {**properties, "trip": nested}}}]}
+    write(policies / "tools" / "travel.json", json.dumps(listing))
+    text = generate(work / "template.yaml", policies / "tools")
+    route = text[text.index('action "travel___route"') :]
+    assert "city?: String," in route
+    assert "_teleport_note?: String" in route  # inside an argument's value: not an argument name
+    assert "_teleport_user" not in route and "_Teleport_Roles" not in route
+
+
 # --------------------------------------------------------------------------------------------------------------
 # validate
 
@@ -512,6 +526,18 @@ def test_validate_fails_on_a_duplicate_id(cli: Run, policies: Path) -> None:
     assert code == 1
     assert "zz-dup.cedar" in out
     assert "'developers-read-orders' is used twice" in out
+    assert "1 errors" in out
+
+
+def test_validate_fails_on_a_schema_that_types_a_reserved_argument(cli: Run, policies: Path) -> None:
+    typed = "      limit?: Long,\n      _Teleport_User?: String,\n"
+    edit(policies / "schema.cedarschema", "      limit?: Long,\n", typed)  # the bundle no longer matches: compiled
+    code, out = cli("validate")
+    assert code == 1
+    assert (
+        f"{policies / 'schema.cedarschema'}: error: tool 'orders___list_my_orders' declares argument '_Teleport_User'"
+        in out
+    )
     assert "1 errors" in out
 
 
@@ -1004,9 +1030,11 @@ def test_explain_and_test_cases_strip_reserved_names_as_the_gateway_does(cli: Ru
     assert explained(out) == ("ALLOW", "allowed", ["developers-read-orders"])
     edit(demo_yaml(policies), 'arguments: {order_id: "42"}', 'arguments: {order_id: "42", _TELEPORT_user: root}')
     assert cli("expand")[0] == 0
+    assert "_TELEPORT_user" not in demo_json(policies).read_text(encoding="utf-8")  # Cedar's own tests agree
     code, out = cli("test")
     assert code == 0, out
     assert f"{DEMO_CASES} passed, 0 failed" in out
+    test_run_tests_json_means_the_same_to_plain_cedar(policies)
 
 
 @pytest.mark.parametrize(

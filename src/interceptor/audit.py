@@ -108,7 +108,7 @@ class Auditor:
         self._fallback = jsontext.encoder(ascii_only=True, allow_nan=True, default=str)  # what orjson cannot write
         self._service = service
         self._directive = directive()
-        self._second = -1
+        self._second: int | None = None  # the second `_second_text` formats (none yet)
         self._second_text = ""
 
     def write(self, record: AuditRecord) -> None:

@@ -38,6 +38,7 @@ from interceptor.errors import Problems, Refusal
 from interceptor.lru import LRUDict
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
+from tool_identity import RESERVED_PREFIX, is_reserved
 
 NAMESPACE = "Teleport"
 USER_TYPE = f"{NAMESPACE}::User"
@@ -295,7 +296,8 @@ def _parsed(text: str) -> dict[str, Any]:
 
 def tool_inputs(schema: cedarpy.Schema) -> dict[str, Shape]:
     """The actions that are tools (declared with `appliesTo`) and the Cedar type of each one's `context.input`,
-    read from Cedar's canonical schema text (cedarpy offers no other view of a schema)."""
+    read from Cedar's canonical schema text (cedarpy offers no other view of a schema). A schema that types a
+    reserved argument name is refused: no policy can be written to read what only the interceptor sets."""
     text = str(schema)
     inputs: dict[str, Shape] = {}
     for match in _ACTION.finditer(text):
@@ -309,6 +311,15 @@ def tool_inputs(schema: cedarpy.Schema) -> dict[str, Shape]:
         context = applies_to["attrs"].get("context")
         record = context.get("attrs") if isinstance(context, dict) else None
         inputs[tool] = record.get("input", OPAQUE) if record is not None else OPAQUE
+    reserved = [
+        f"schema: tool {tool!r} declares argument {name!r}: names under {RESERVED_PREFIX!r} belong to the interceptor"
+        for tool, shape in inputs.items()
+        if isinstance(shape, dict)
+        for name in shape.get("attrs", ())
+        if is_reserved(name)
+    ]
+    if reserved:  # no policy may read one: they are removed before policy and stamped after it
+        raise PolicySetInvalid(reserved)
     return inputs
 
 

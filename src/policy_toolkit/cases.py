@@ -78,7 +78,7 @@ class Case:
     source: str
     identity: Identity
     tool: str
-    arguments: Mapping[str, Any]
+    arguments: Mapping[str, Any]  # the agent's own: reserved names were removed where the case was read
     expect_allow: bool
     policies: tuple[str, ...]
     num_errors: int = 0
@@ -87,7 +87,7 @@ class Case:
 
     def run(self, engine: PolicyEngine) -> Decision:
         """The engine's decision; for a gate case, that gate's answer as a decision of its own."""
-        decision = engine.authorize(self.identity, self.tool, tool_arguments(self.arguments), self.agent)
+        decision = engine.authorize(self.identity, self.tool, self.arguments, self.agent)
         gate = next((g for g in decision.gates if g.who == self.gate), None)
         if gate is None:  # no gate case, or refused before the gates (an unknown tool, untypable arguments)
             return decision
@@ -126,6 +126,12 @@ class Case:
             return cedar_input(self.arguments, inputs[self.tool])
         except (KeyError, Untypable):
             return dict(self.arguments)
+
+
+def _agent_arguments(value: Any) -> Any:
+    """A case's arguments as policy sees them at the gateway: without reserved names (a value that is not a
+    mapping is kept as written, and refused when the case runs)."""
+    return tool_arguments(value) if isinstance(value, Mapping) else value
 
 
 def _from_cedar_value(value: Any) -> Any:
@@ -176,7 +182,7 @@ def from_yaml_item(item: Any, source: str) -> list[Case]:
             source,
             identity,
             str(item["tool"]),
-            dict(arguments),
+            tool_arguments(arguments),  # reserved names never reach policy, as at the gateway
             _allows(expect[gate], where),
             tuple(policies.get(gate) or ()),
             int(item.get("num_errors", 0)),
@@ -239,7 +245,7 @@ def from_cedar(entry: Mapping[str, Any], source: str) -> Case:
             source,
             identity,
             request["action"]["id"],
-            _from_cedar_value(request["context"].get("input", {})),
+            _agent_arguments(_from_cedar_value(request["context"].get("input", {}))),
             entry["decision"] == "allow",
             tuple(entry.get("reason", [])),
             int(entry.get("num_errors", 0)),

@@ -107,6 +107,17 @@ def _generated(target: Path, text: str, check: bool, summary: str, stale: str, *
     return 0
 
 
+def _set_problems(folder: Path, problems: Sequence[str]) -> list[str]:
+    """What validating each file on its own cannot see: an id used in two files, a schema the engine refuses."""
+    found = []
+    for problem in problems:
+        if "used twice" in problem:
+            found.append(f"{folder}/{problem}")
+        elif problem.startswith("schema: "):
+            found.append(f"{folder / SCHEMA_FILE}: error: {problem.removeprefix('schema: ')}")
+    return found
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     source = PolicySource.read(args.dir)
     try:
@@ -142,10 +153,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         engine = PolicyEngine(source)
     except PolicySetInvalid as exc:
-        errors += sum(1 for p in exc.problems if "used twice" in p)
-        for problem in exc.problems:
-            if "used twice" in problem:
-                _out(f"{args.dir}/{problem}")
+        found = _set_problems(args.dir, exc.problems)
+        for line in found:
+            _out(line)
+        errors += len(found)
     else:
         _out(f"{len(engine.policy_ids)} policies in {len(source.files)} files, {len(engine.tools)} tools")
     _out(f"{errors} errors, {warnings} warnings")
