@@ -155,15 +155,26 @@ def test_xray_trace_id_is_added_when_lambda_sets_one(monkeypatch: pytest.MonkeyP
     assert with_trace["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
 
 
-def test_a_stdout_that_is_not_utf8_gets_the_record_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stdout_that_is_not_utf8_still_gets_the_record_in_utf8_after_what_was_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     raw = io.BytesIO()
-    ascii_out = io.TextIOWrapper(raw, encoding="ascii")
+    ascii_out = io.TextIOWrapper(raw, encoding="ascii")  # PYTHONIOENCODING=ascii: its encoder would refuse "ë"
     monkeypatch.setattr(sys, "stdout", ascii_out)
+    print("printed first")  # still in the text layer's buffer: the record must not overtake it
     Auditor().write(AuditRecord(phase="REQUEST", mode="enforce", user="zoë", tool="t\U0001f680", reason="allowed"))
-    ascii_out.flush()
-    [line] = raw.getvalue().decode("ascii").splitlines()
+    printed, line = raw.getvalue().decode("utf-8").splitlines()
+    assert printed == "printed first"
     record = json.loads(line)["audit"]
     assert (record["user"], record["tool"], record["reason"]) == ("zoë", "t\U0001f680", "allowed")
+
+
+def test_a_text_only_stdout_gets_the_record_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()  # no binary buffer under it
+    monkeypatch.setattr(sys, "stdout", out)
+    Auditor().write(AuditRecord(phase="REQUEST", mode="enforce", user="zoë", reason="allowed"))
+    [line] = out.getvalue().splitlines()
+    assert json.loads(line)["audit"]["user"] == "zoë"
 
 
 def test_the_default_sink_is_one_line_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,6 @@ Operational logs still go through Powertools Logger.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -53,15 +52,25 @@ AuditSink = Callable[[str], object]
 
 
 def stdout_sink(line: str) -> None:
-    """Lambda ships stdout to CloudWatch Logs; flushed per line, as Powertools' handler does, so a frozen or
-    recycled container never holds back a record. Lines are UTF-8 (Lambda's stdout is); a stdout that cannot take
-    it (`PYTHONIOENCODING=ascii` somewhere local) gets the same record with every non-ASCII character escaped."""
+    """Lambda ships stdout to CloudWatch Logs: the line goes there as UTF-8 (`_to_stdout`)."""
+    _to_stdout(line.encode())
+
+
+def _to_stdout(line: bytes) -> None:
+    """The line's UTF-8 bytes, as encoded, to stdout's binary buffer after any text still pending on stdout (so
+    lines keep their order), flushed per line as Powertools' handler does: a frozen or recycled container never
+    holds back a record. Nothing is decoded and encoded again, and no text encoding of stdout
+    (`PYTHONIOENCODING=ascii` somewhere local) can refuse a record. A stdout with no binary buffer (a text-only
+    capture) gets the text."""
     stream = sys.stdout
-    try:
-        stream.write(line + "\n")
-    except UnicodeEncodeError:  # nothing was written: the encoder runs before the write
-        stream.write(json.dumps(json.loads(line), separators=(",", ":")) + "\n")
     stream.flush()
+    binary = getattr(stream, "buffer", None)
+    if binary is None:
+        stream.write(line.decode() + "\n")
+        stream.flush()
+        return
+    binary.write(line + b"\n")
+    binary.flush()
 
 
 @dataclass
@@ -103,7 +112,8 @@ class Auditor:
     def __init__(
         self, sink: AuditSink = stdout_sink, service: str = SERVICE, clock: Callable[[], float] = time.time
     ) -> None:
-        self._sink = sink
+        # The Lambda's sink takes the encoded bytes as they are; any other sink, the text.
+        self._emit: Callable[[bytes], object] = _to_stdout if sink is stdout_sink else lambda line: sink(line.decode())
         self._clock = clock
         self._fallback = jsontext.encoder(ascii_only=True, allow_nan=True, default=str)  # what orjson cannot write
         self._service = service
@@ -113,12 +123,12 @@ class Auditor:
 
     def write(self, record: AuditRecord) -> None:
         try:
-            self._sink(self.line(record))
+            self._emit(self.line(record))
         except Exception:
             logger.exception("audit record not written")
 
-    def line(self, record: AuditRecord) -> str:
-        """The JSON line for `record`: the audit object plus the EMF directive and values, in one orjson
+    def line(self, record: AuditRecord) -> bytes:
+        """The JSON line for `record`, in UTF-8: the audit object plus the EMF directive and values, in one orjson
         encoding. Caller-derived values are capped first (`_bound`); a line that would still not fit one CloudWatch
         event (a field nobody capped) keeps only the outcome, with `audit_truncated` giving the length it had."""
         fields = record.__dict__.copy()  # shallow: asdict's deep copy costs more than the rest of the record
@@ -131,7 +141,7 @@ class Auditor:
         if len(line) >= CLOUDWATCH_EVENT_BYTES:
             kept = {key: fields[key] for key in _KEPT_WHOLE}
             line = self._assemble(record, {**kept, "audit_truncated": len(line)}, now)
-        return line.decode()
+        return line
 
     def _assemble(self, record: AuditRecord, fields: dict[str, Any], now: float) -> bytes:
         millis = int(now * 1000)

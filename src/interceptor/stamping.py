@@ -34,7 +34,8 @@ def split_reserved(
 
 
 def _spoofed(arguments: Any, meta: Any) -> tuple[str, ...]:
-    names = sorted(k for k in arguments if is_reserved(k)) if isinstance(arguments, dict) else []
+    names = [k for k in arguments if is_reserved(k)] if isinstance(arguments, dict) else []
+    names.sort()
     if isinstance(meta, dict):
         names.extend(sorted(f"_meta.{k}" for k in meta if _interceptor_only(k)))
     return tuple(names)
