@@ -613,9 +613,8 @@ def _target_rows(by_size: dict[tuple[int, int], Result]) -> list[str]:
         if result is None:
             return f"| {what} | not measured in this run | |"
         measured = value(result)
-        return (
-            f"| {what} | {measured:,.{0 if measured >= 100 else 1}f} {unit} | {'yes' if measured <= limit else 'NO'} |"
-        )
+        places = 2 if unit == "x" else 0 if measured >= 100 else 1  # a ratio just over its limit must read so
+        return f"| {what} | {measured:,.{places}f} {unit} | {'yes' if measured <= limit else 'NO'} |"
 
     def at_least(what: str, size: tuple[int, int], value: Callable[[Result], float], floor: float) -> str:
         result = by_size.get(size)

@@ -660,13 +660,12 @@ class PolicyEngine:
             "context": {"input": typed},
         }
         result = cedarpy.is_authorized(request, group.policies, self._entities(identity), self._schema)
-        gate = self._gate("user", group, result)
-        if gate.errors:
+        diagnostics = result.diagnostics  # read here, not through a `Gate`: one gate needs no record of itself
+        ids = self.named(group, diagnostics.reasons)
+        if diagnostics.errors:
             # A policy whose condition errors is skipped; a skipped forbid would loosen access: refuse.
-            return Decision(False, Reason.POLICY_ERROR, gate.policy_ids, gate.errors)
-        if gate.allowed:
-            return Decision(True, Reason.ALLOWED, gate.policy_ids)
-        return Decision(False, Reason.POLICY_DENIED, gate.policy_ids)
+            return Decision(False, Reason.POLICY_ERROR, ids, self._described(group, diagnostics.errors))
+        return Decision(True, Reason.ALLOWED, ids) if result.allowed else Decision(False, Reason.POLICY_DENIED, ids)
 
     def _delegated(self, group: PolicyGroup, identity: Identity, agent: Agent, tool: str, typed: Any) -> Decision:
         """Both gates of a delegated call in one batch: the user (with `context.agent`) and the agent (what this
@@ -698,12 +697,15 @@ class PolicyEngine:
         return Decision(True, Reason.ALLOWED, tuple(sorted({*user.policy_ids, *delegate.policy_ids})), gates=gates)
 
     def _gate(self, who: str, group: PolicyGroup, result: cedarpy.AuthzResult) -> Gate:
+        """One gate of a delegated call, as `authorize` reads a single one: errors refuse."""
         diagnostics = result.diagnostics
-        errors = diagnostics.errors
-        if errors:
-            described = tuple(self._describe_error(e, group) for e in errors)
-            return Gate(who, False, self.named(group, diagnostics.reasons), described)
-        return Gate(who, result.allowed, self.named(group, diagnostics.reasons), ())
+        ids = self.named(group, diagnostics.reasons)
+        if diagnostics.errors:
+            return Gate(who, False, ids, self._described(group, diagnostics.errors))
+        return Gate(who, result.allowed, ids, ())
+
+    def _described(self, group: PolicyGroup, errors: Iterable[str]) -> tuple[str, ...]:
+        return tuple(self._describe_error(error, group) for error in errors)
 
     def named(self, group: PolicyGroup, cedar_ids: Iterable[str]) -> tuple[str, ...]:
         """The authors' ids of the policies Cedar names by position in `group`, sorted."""
