@@ -119,8 +119,11 @@ class RuntimeApi:
             yield address
 
 
-def invoke(artifact: Path, handler: str, env: dict[str, str], event: bytes, timeout_s: float = 60) -> tuple[str, Any]:
-    """Run one cold invocation; returns ("response" | "error" | "init_error", payload)."""
+def invoke(
+    artifact: Path, handler: str, env: dict[str, str], event: bytes, timeout_s: float = 60
+) -> tuple[str, Any, str]:
+    """Run one cold invocation; returns ("response" | "error" | "init_error", payload, what the runtime's process
+    wrote to stdout and stderr)."""
     api = RuntimeApi()
     with api.serve() as address:
         request_id = str(uuid.uuid4())
@@ -152,7 +155,31 @@ def invoke(artifact: Path, handler: str, env: dict[str, str], event: bytes, time
             log = process.communicate()[0].decode(errors="replace")
     if kind != "response":
         sys.stderr.write(log)
-    return kind, payload
+    return kind, payload, log
+
+
+def audit_records(log: str) -> list[dict[str, Any]]:
+    """The audit records in the runtime's output: the lines that are JSON objects with `"message": "audit"`."""
+    records = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("message") == "audit" and isinstance(entry.get("audit"), dict):
+            records.append(entry["audit"])
+    return records
+
+
+def audit_problem(log: str, answer: Answer) -> str | None:
+    """Why the invocation's audit trail is wrong, or None: exactly one record on stdout, as the real runtime's
+    stdout (awslambdaric's `Unbuffered` wrapper) received it, naming the answer's reason when it has one."""
+    records = audit_records(log)
+    if len(records) != 1:
+        return f"{len(records)} audit records on stdout, expected exactly one"
+    if answer.reason is not None and records[0].get("reason") != answer.reason:
+        return f"audit record says {records[0].get('reason')!r}, the answer {answer.reason!r}"
+    return None
 
 
 def answer_of(payload: Any) -> Answer:
@@ -207,14 +234,19 @@ def main() -> int:
     env = {k: str(v) for k, v in json.loads(env_file.read_text()).get(args.function, {}).items()}
     counts = {"ok": 0, "FAIL": 0, "??": 0}
     for path in events:
-        kind, payload = invoke(args.artifact.resolve(), args.handler, env, path.read_bytes())
+        kind, payload, log = invoke(args.artifact.resolve(), args.handler, env, path.read_bytes())
         if kind != "response":
             mark, text = "FAIL", f"runtime reported {kind}: {json.dumps(payload)}"
         else:
             try:
-                mark, text = verdict(path.stem, answer_of(payload))
+                answer = answer_of(payload)
+                mark, text = verdict(path.stem, answer)
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 mark, text = "FAIL", f"output breaks the interceptor contract ({error!r})"
+            else:
+                problem = audit_problem(log, answer)
+                if problem is not None:
+                    mark, text = "FAIL", problem
         counts[mark] += 1
         print(f"{mark:<4} {path}: {text}")
         if args.show:

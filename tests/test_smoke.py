@@ -8,7 +8,7 @@ import pytest
 
 from devtools.events import sample_events
 from devtools.gateway import request_event, tool_call
-from devtools.invoke import EXPECTED, Answer, answer_of, sources, verdict
+from devtools.invoke import EXPECTED, Answer, answer_of, audit_problem, sources, verdict
 
 
 def test_allowed_call_is_forwarded_with_identity(issuer, interceptor):
@@ -26,6 +26,31 @@ def test_every_sample_event_gives_what_its_name_promises(issuer, interceptor):
     assert set(events) == set(EXPECTED)
     for name, event in events.items():
         assert verdict(name, answer_of(interceptor.handle(event))) == ("ok", str(EXPECTED[name])), name
+
+
+def test_every_sample_event_leaves_exactly_one_audit_record_with_its_reason(
+    issuer, interceptor, capsys: pytest.CaptureFixture[str]
+):
+    # what `make smoke` reads from the real runtime's stdout, here from the handler in-process
+    for name, event in sample_events(issuer).items():
+        capsys.readouterr()
+        answer = answer_of(interceptor.handle(event))
+        assert audit_problem(capsys.readouterr().out, answer) is None, name
+
+
+@pytest.mark.parametrize(
+    ("log", "problem"),
+    [
+        ("", "0 audit records on stdout, expected exactly one"),
+        ('{"message": "audit", "audit": {"reason": "policy_denied"}}\n' * 2, "2 audit records"),
+        ('{"message": "audit", "audit": {"reason": "allowed"}}', "audit record says 'allowed', the answer"),
+        ('{"level": "ERROR", "message": "x"}\nnot json\n', "0 audit records"),
+    ],
+)
+def test_a_missing_doubled_or_contradicting_audit_record_fails(log: str, problem: str):
+    denied = Answer(200, "policy_denied")
+    assert problem in (audit_problem(log, denied) or "")
+    assert audit_problem('{"message": "audit", "audit": {"reason": "policy_denied"}}', denied) is None
 
 
 def test_a_refusal_where_an_answer_was_expected_fails(issuer, make_interceptor):
