@@ -17,9 +17,11 @@ Per gateway:
   one whose visible tools are cached;
 - warm path: the handler on an allowed `tools/call` with the token cached (Teleport reuses one per MCP session)
   and fresh (full RS256 verification), p50 and p99, sampled interleaved with the limit so drift hits both alike;
-- the limit, the irreducible work: Cedar over the tool's own policies (`cedarpy.is_authorized` with parsed
-  policy, entity and schema handles) for a cached token; plus one RSA-2048 verification and the claim checks
-  for a fresh one. The ratio is handler p50 / limit p50;
+- the limit, the irreducible work as issue 10 measured it: Cedar over the tool's own policies
+  (`cedarpy.is_authorized` with parsed policy, entity and schema handles) for a cached token; plus one RSA-2048
+  verification and the claim checks for a fresh one. The ratio is handler p50 / limit p50. The handler calls
+  the extension under `cedarpy.is_authorized` itself (`policy.decide`), so the parts also show that extension
+  call alone (context text written beforehand, answer not read): the floor below the limit;
 - throughput: decisions per second of one warm container calling the handler in a loop (median of 5 windows).
 
 Audit lines are written as in Lambda (to stdout, here redirected to /dev/null), so their cost is measured. Results
@@ -50,12 +52,14 @@ from pathlib import Path
 from typing import Any
 
 import cedarpy
+from cedarpy import _internal as cedar_extension
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from benchmarks.generate import definitions, generate
 from devtools.gateway import request_event, response_event, rpc, tool_call
 from devtools.issuer import Issuer
+from interceptor import policy
 from interceptor.audit import Auditor, AuditRecord
 from interceptor.listing import ToolLister
 from interceptor.pipeline import Interceptor
@@ -239,6 +243,7 @@ def warm(issuer: Issuer, interceptor: Interceptor, folder: Path, tools: int, n: 
         "context": {"input": call.arguments},
     }
     assert cedarpy.is_authorized(request, policies, entities, schema).allowed, "the limit must decide the same"
+    extension_requests = [{**request, "context": policy.context_text({"input": call.arguments})}]
     rsa_and_claims = _rsa_and_claims(issuer, token)
     auditor = Auditor()
     record = AuditRecord(phase="REQUEST", mode="enforce", method="tools/call", tool=call.tool, user="alice")
@@ -252,6 +257,9 @@ def warm(issuer: Issuer, interceptor: Interceptor, folder: Path, tools: int, n: 
             ),
             "handler, token fresh": fresh_handler,
             "limit: RSA-2048 verify + claims": rsa_and_claims,
+            "Cedar's extension alone": lambda: cedar_extension.is_authorized_batch(
+                extension_requests, policies, entities._inner, schema, False
+            ),
         },
         n,
     )
@@ -280,10 +288,10 @@ def _in_place(handle: Callable[[], object], n: int) -> dict[str, Stats]:
     """The handler's calls split in place: the Cedar call timed inside each one, and the rest of the same call.
     Against the hot loops of the limit and of the replayed run, this shows which side pays for sharing the CPU
     caches (the timer around Cedar costs ~0.1 us, counted in Cedar's share)."""
-    real = cedarpy.is_authorized
+    real = policy.decide
     inside: list[float] = []
 
-    def timed(*args: Any, **kwargs: Any) -> cedarpy.AuthzResult:
+    def timed(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         started = time.perf_counter_ns()
         try:
             return real(*args, **kwargs)
@@ -291,7 +299,7 @@ def _in_place(handle: Callable[[], object], n: int) -> dict[str, Stats]:
             inside.append((time.perf_counter_ns() - started) / 1000)
 
     totals: list[float] = []
-    cedarpy.is_authorized = timed
+    policy.decide = timed
     try:
         for _ in range(min(200, n)):
             handle()
@@ -301,7 +309,7 @@ def _in_place(handle: Callable[[], object], n: int) -> dict[str, Stats]:
             handle()
             totals.append((time.perf_counter_ns() - started) / 1000)
     finally:
-        cedarpy.is_authorized = real
+        policy.decide = real
     return {
         "in place: Cedar": _stats(inside),
         "in place: the rest": _stats([total - cedar for total, cedar in zip(totals, inside, strict=True)]),
@@ -312,19 +320,19 @@ def _in_place(handle: Callable[[], object], n: int) -> dict[str, Stats]:
 def _cedar_replayed() -> Iterator[None]:
     """Cedar answers with its first result again, instantly: the handler then costs what the path around Cedar
     costs when Cedar does not run between two calls (compare `_in_place`). Swapped for these samples only."""
-    real = cedarpy.is_authorized
-    answers: list[cedarpy.AuthzResult] = []
+    real = policy.decide
+    answers: list[list[dict[str, Any]]] = []
 
-    def replay(*args: Any, **kwargs: Any) -> cedarpy.AuthzResult:
+    def replay(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         if not answers:
             answers.append(real(*args, **kwargs))
         return answers[0]
 
-    cedarpy.is_authorized = replay
+    policy.decide = replay
     try:
         yield
     finally:
-        cedarpy.is_authorized = real
+        policy.decide = real
 
 
 def _rsa_and_claims(issuer: Issuer, token: str) -> Callable[[], object]:
@@ -581,13 +589,16 @@ def report(results: list[Result], session: dict[str, Stats], n: int, quick: bool
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(_warm_row(r) for r in results),
         "",
-        "Parts (p50, microseconds). The last three columns: the handler with Cedar answering instantly from its "
-        "first result (the path around Cedar when Cedar does not run); and the handler's calls split in place, the "
-        "Cedar call timed inside each one and the rest of the same call.",
+        "Parts (p50, microseconds). Cedar's extension alone: the call under `cedarpy.is_authorized` that the "
+        "handler makes itself, with the context already written and the answer not read (the floor below the "
+        "limit). The last three columns: the handler with Cedar answering instantly from its first result (the "
+        "path around Cedar when Cedar does not run); and the handler's calls split in place, the Cedar call "
+        "(`policy.decide`) timed inside each one and the rest of the same call.",
         "",
         "| gateway | token cache hit | token fresh | RSA-2048 + claims | authorization (engine) | Cedar limit "
-        "| audit + EMF line | handler, Cedar's answer replayed | in place: Cedar | in place: the rest |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Cedar's extension alone | audit + EMF line | handler, Cedar's answer replayed | in place: Cedar "
+        "| in place: the rest |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_parts_row(r) for r in results),
         "",
         "## Tool lists (RESPONSE handler on a `tools/list` of every tool; caller holds 7 of the 50 roles)",
@@ -691,6 +702,7 @@ def _parts_row(r: Result) -> str:
         "limit: RSA-2048 verify + claims",
         "authorization (engine)",
         "limit: Cedar over the tool's own policies",
+        "Cedar's extension alone",
         "audit + EMF line (one write)",
         "handler, token cached, Cedar's answer replayed",
         "in place: Cedar",

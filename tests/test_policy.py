@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cedarpy
 import pytest
 
 from devtools.gateway import notification, request_event, rpc, tool_call
@@ -19,7 +20,11 @@ from interceptor.policy import (
     GATEWAY,
     PolicyEngine,
     PolicySetInvalid,
+    PolicySource,
     caller_cache_size,
+    context_text,
+    decide,
+    parse_schema,
     principal_entities,
 )
 from interceptor.reasons import Reason
@@ -326,6 +331,9 @@ def test_unknown_tool_is_denied_with_its_own_reason(engine: PolicyEngine, tool: 
         (LIST, {"limit": "5"}),
         (LIST, {"limit": 1.5}),
         (LIST, {"limit": 2**70}),
+        (GET, {"order_id": 2**70}),  # an integer orjson cannot write, where the schema says String
+        (GET, {"order_id": "\ud800"}),  # a lone surrogate (no JSON body holds one; a Python caller might)
+        (GET, {"order_id": "42", 5: "x"}),  # a key that is no string
         (UPDATE, {"order_id": "42", "status": {"__entity": {"type": "Teleport::Role", "id": "x"}}}),
         (GET, {"order_id": {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}}),
     ],
@@ -339,6 +347,53 @@ def test_arguments_not_matching_the_schema_are_denied(
     assert decision.allowed is False
     assert decision.reason is Reason.POLICY_ERROR
     assert decision.errors
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"order_id": "42"},
+        {"order_id": "7"},
+        {"order_id": 42},
+        {"order_id": 2**70},
+        {"order_id": "\ud800"},
+        {"order_id": "42", 5: "x"},
+        {"order_id": float("nan")},
+        {"order_id": "zoë 🚀"},
+    ],
+    ids=repr,
+)
+def test_cedar_answers_as_through_its_public_wrapper(arguments: dict[Any, Any]) -> None:
+    """The engine calls the extension under `cedarpy.is_authorized` itself (`decide`, with `context_text`): for
+    any context, also one orjson cannot write, the decision, determining policies and kinds of error are the
+    wrapper's."""
+    source = PolicySource.read(REPO_POLICIES)
+    schema = parse_schema(source)
+    policies = cedarpy.PolicySet.from_str("\n".join(source.files.values()))
+    identity = who("olga", ("order-admin", "developer"))
+    entities = cedarpy.Entities.from_json_str(
+        json.dumps([{"uid": GATEWAY, "attrs": {}, "parents": []}, *principal_entities(identity)]), schema
+    )
+    request = {
+        "principal": {"type": "Teleport::User", "id": "olga"},
+        "action": {"type": "Teleport::Action", "id": GET},
+        "resource": GATEWAY,
+    }
+    context = {"input": arguments}
+    [answer] = decide([{**request, "context": context_text(context)}], policies, entities, schema)
+    expected = cedarpy.is_authorized({**request, "context": context}, policies, entities, schema)
+    diagnostics = answer["diagnostics"]
+    assert (answer["decision"], sorted(diagnostics.get("reason", [])), kinds(diagnostics["errors"])) == (
+        expected.decision.value,
+        sorted(expected.diagnostics.reasons),  # Cedar's own order varies from call to call
+        kinds(expected.diagnostics.errors),
+    )
+
+
+def kinds(errors: list[str]) -> list[str]:
+    """What kind each error is, as the engine reports it (`_describe_error`): a NaN fails to build the request
+    either way, though orjson writes it as null and the json module as NaN, so Cedar's detail differs."""
+    return [error.split(":")[0] for error in errors]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from interceptor.agents import Agent
 from interceptor.listing import ToolLister
-from interceptor.policy import AGENT_TYPE, PolicyEngine, PolicySource, compile_policies, parse_schema
+from interceptor.policy import AGENT_TYPE, PolicyEngine, PolicySource, cedar_extension, compile_policies, parse_schema
 from interceptor.reasons import Reason
 from interceptor.tokens import Identity
 from policy_toolkit import cases as tc
@@ -189,14 +189,13 @@ def test_the_engine_decides_both_gates_in_one_batch(policies: Path, monkeypatch:
     engine = PolicyEngine.load(policies)
     carol = Identity("carol", ("order-admin",), {}, "iss", 0)
     batches: list[int] = []
-    original = cedarpy.is_authorized_batch
+    original = cedar_extension.is_authorized_batch
 
-    def counting(requests: list[dict[str, object]], *args: object, **kwargs: object) -> object:
+    def counting(requests: list[dict[str, object]], *args: object) -> object:
         batches.append(len(requests))
-        return original(requests, *args, **kwargs)  # type: ignore[arg-type]
+        return original(requests, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cedarpy, "is_authorized_batch", counting)
-    monkeypatch.setattr(cedarpy, "is_authorized", lambda *a, **k: pytest.fail("one batch, not single requests"))
+    monkeypatch.setattr(cedar_extension, "is_authorized_batch", counting)
     decision = engine.authorize(carol, "orders___update_order", {"order_id": "42", "status": "shipped"}, agent())
     assert batches == [2]
     assert (decision.allowed, decision.reason) == (False, Reason.AGENT_DENIED)

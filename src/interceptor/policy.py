@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import cedarpy
+import orjson
+from cedarpy import _internal as cedar_extension
 
 from interceptor.agents import Agent
 from interceptor.errors import Problems, Refusal
@@ -587,6 +589,26 @@ def _unquote(word: str) -> str:
 # Evaluating
 
 
+def context_text(context: Mapping[str, Any]) -> str:
+    """A request's context as the JSON text `decide` passes Cedar: written by orjson; what orjson refuses (no
+    JSON body holds it: an integer beyond 64 bits, a lone surrogate) as cedarpy's wrapper writes it, so Cedar
+    decides exactly as through the wrapper."""
+    try:
+        return orjson.dumps(context).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(context)
+
+
+def decide(
+    requests: list[dict[str, Any]], policies: cedarpy.PolicySet, entities: cedarpy.Entities, schema: cedarpy.Schema
+) -> list[dict[str, Any]]:
+    """Cedar's answers (`decision`, `diagnostics.reason`/`errors`) to `requests` (context as `context_text`), from
+    the extension `cedarpy.is_authorized_batch` wraps. The wrapper writes the context and reads every answer with
+    the standard json module and builds result objects: 6 of its 27 us per decision (README, Performance)."""
+    answers = cedar_extension.is_authorized_batch(requests, policies, entities._inner, schema, False)
+    return [orjson.loads(answer) for answer in answers]
+
+
 @dataclass(frozen=True)
 class PolicyGroup:
     """Some compiled policies parsed into one Cedar set. Cedar names policies parsed from text by position
@@ -657,15 +679,17 @@ class PolicyEngine:
             "principal": {"type": USER_TYPE, "id": identity.user},
             "action": {"type": ACTION_TYPE, "id": tool},
             "resource": GATEWAY,
-            "context": {"input": typed},
+            "context": context_text({"input": typed}),
         }
-        result = cedarpy.is_authorized(request, group.policies, self._entities(identity), self._schema)
-        diagnostics = result.diagnostics  # read here, not through a `Gate`: one gate needs no record of itself
-        ids = self.named(group, diagnostics.reasons)
-        if diagnostics.errors:
+        answer = decide([request], group.policies, self._entities(identity), self._schema)[0]
+        diagnostics = answer["diagnostics"]  # read here, not through a `Gate`: one gate needs no record of itself
+        ids = self.named(group, diagnostics.get("reason", ()))
+        if diagnostics["errors"]:
             # A policy whose condition errors is skipped; a skipped forbid would loosen access: refuse.
-            return Decision(False, Reason.POLICY_ERROR, ids, self._described(group, diagnostics.errors))
-        return Decision(True, Reason.ALLOWED, ids) if result.allowed else Decision(False, Reason.POLICY_DENIED, ids)
+            return Decision(False, Reason.POLICY_ERROR, ids, self._described(group, diagnostics["errors"]))
+        if answer["decision"] == "Allow":
+            return Decision(True, Reason.ALLOWED, ids)
+        return Decision(False, Reason.POLICY_DENIED, ids)
 
     def _delegated(self, group: PolicyGroup, identity: Identity, agent: Agent, tool: str, typed: Any) -> Decision:
         """Both gates of a delegated call in one batch: the user (with `context.agent`) and the agent (what this
@@ -675,15 +699,15 @@ class PolicyEngine:
             problem = "the policy schema does not let agents call this tool (regenerate it: teleport-policy schema)"
             return Decision(False, Reason.POLICY_ERROR, errors=(problem,))
         action = {"type": ACTION_TYPE, "id": tool}
-        context = {"input": typed, "agent": {"__entity": {"type": AGENT_TYPE, "id": agent.spiffe_id}}}
+        context = context_text({"input": typed, "agent": {"__entity": {"type": AGENT_TYPE, "id": agent.spiffe_id}}})
         requests = [
             {"principal": {"type": who, "id": name}, "action": action, "resource": GATEWAY, "context": context}
             for who, name in ((USER_TYPE, identity.user), (AGENT_TYPE, agent.spiffe_id))
         ]
         entities = self._entities(identity, agent)
-        results = cedarpy.is_authorized_batch(requests, group.policies, entities, self._schema)
+        answers = decide(requests, group.policies, entities, self._schema)
         user, delegate = (
-            self._gate(who, group, result) for who, result in zip(("user", "agent"), results, strict=True)
+            self._gate(who, group, answer) for who, answer in zip(("user", "agent"), answers, strict=True)
         )
         gates = (user, delegate)
         if user.errors or delegate.errors:
@@ -696,13 +720,13 @@ class PolicyEngine:
             return Decision(False, Reason.AGENT_DENIED, delegate.policy_ids, gates=gates)
         return Decision(True, Reason.ALLOWED, tuple(sorted({*user.policy_ids, *delegate.policy_ids})), gates=gates)
 
-    def _gate(self, who: str, group: PolicyGroup, result: cedarpy.AuthzResult) -> Gate:
+    def _gate(self, who: str, group: PolicyGroup, answer: dict[str, Any]) -> Gate:
         """One gate of a delegated call, as `authorize` reads a single one: errors refuse."""
-        diagnostics = result.diagnostics
-        ids = self.named(group, diagnostics.reasons)
-        if diagnostics.errors:
-            return Gate(who, False, ids, self._described(group, diagnostics.errors))
-        return Gate(who, result.allowed, ids, ())
+        diagnostics = answer["diagnostics"]
+        ids = self.named(group, diagnostics.get("reason", ()))
+        if diagnostics["errors"]:
+            return Gate(who, False, ids, self._described(group, diagnostics["errors"]))
+        return Gate(who, answer["decision"] == "Allow", ids, ())
 
     def _described(self, group: PolicyGroup, errors: Iterable[str]) -> tuple[str, ...]:
         return tuple(self._describe_error(error, group) for error in errors)
