@@ -244,6 +244,8 @@ def warm(issuer: Issuer, interceptor: Interceptor, folder: Path, tools: int, n: 
     }
     assert cedarpy.is_authorized(request, policies, entities, schema).allowed, "the limit must decide the same"
     extension_requests = [{**request, "context": policy.context_text({"input": call.arguments})}]
+    [floor_answer] = cedar_extension.is_authorized_batch(extension_requests, policies, entities._inner, schema, False)
+    assert json.loads(floor_answer)["decision"] == "Allow", "the floor must decide the same"
     rsa_and_claims = _rsa_and_claims(issuer, token)
     auditor = Auditor()
     record = AuditRecord(phase="REQUEST", mode="enforce", method="tools/call", tool=call.tool, user="alice")

@@ -3,6 +3,7 @@ anything but Allow denies, ids are the authors' @id), and what an invalid policy
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
@@ -349,45 +350,80 @@ def test_arguments_not_matching_the_schema_are_denied(
     assert decision.errors
 
 
+@pytest.fixture(scope="module")
+def whole_set() -> tuple[cedarpy.PolicySet, cedarpy.Schema]:
+    source = PolicySource.read(REPO_POLICIES)
+    return cedarpy.PolicySet.from_str("\n".join(source.files.values())), parse_schema(source)
+
+
+def cedar_request(identity: Identity, tool: str, context: Any) -> dict[str, Any]:
+    return {
+        "principal": {"type": "Teleport::User", "id": identity.user},
+        "action": {"type": "Teleport::Action", "id": tool},
+        "resource": GATEWAY,
+        "context": context,
+    }
+
+
+def entities_of(identity: Identity, schema: cedarpy.Schema) -> cedarpy.Entities:
+    uids = [{"uid": GATEWAY, "attrs": {}, "parents": []}, *principal_entities(identity)]
+    return cedarpy.Entities.from_json_str(json.dumps(uids), schema)
+
+
 @pytest.mark.parametrize(
-    "arguments",
+    ("roles", "tool", "arguments"),
     [
-        {"order_id": "42"},
-        {"order_id": "7"},
-        {"order_id": 42},
-        {"order_id": 2**70},
-        {"order_id": "\ud800"},
-        {"order_id": "42", 5: "x"},
-        {"order_id": float("nan")},
-        {"order_id": "zoë 🚀"},
+        (("developer",), GET, {"order_id": "42"}),  # allowed
+        ((), GET, {"order_id": "42"}),  # default deny
+        (("order-admin",), UPDATE, {"order_id": "42", "status": "bogus"}),  # a forbid denies
+        (("order-admin",), UPDATE, {"order_id": "42", "status": "shipped"}),
+        (("developer",), LIST, {"limit": 5, "status": "zoë 🚀"}),
+        (("developer",), LIST, {"status": float("nan")}),  # orjson writes null, json NaN: Cedar refuses both
+        (("developer",), GET, {"order_id": 42}),  # mistyped
+        (("developer",), GET, {"order_id": 2**70}),  # orjson cannot write it: json.dumps does, as the wrapper
+        (("developer",), GET, {"order_id": "\ud800"}),  # a lone surrogate (no JSON body holds one)
+        (("developer",), GET, {"order_id": "42", 5: "x"}),  # a key that is no string
     ],
     ids=repr,
 )
-def test_cedar_answers_as_through_its_public_wrapper(arguments: dict[Any, Any]) -> None:
+def test_cedar_answers_as_through_its_public_wrapper(
+    whole_set: tuple[cedarpy.PolicySet, cedarpy.Schema], roles: tuple[str, ...], tool: str, arguments: dict[Any, Any]
+) -> None:
     """The engine calls the extension under `cedarpy.is_authorized` itself (`decide`, with `context_text`): for
-    any context, also one orjson cannot write, the decision, determining policies and kinds of error are the
-    wrapper's."""
-    source = PolicySource.read(REPO_POLICIES)
-    schema = parse_schema(source)
-    policies = cedarpy.PolicySet.from_str("\n".join(source.files.values()))
-    identity = who("olga", ("order-admin", "developer"))
-    entities = cedarpy.Entities.from_json_str(
-        json.dumps([{"uid": GATEWAY, "attrs": {}, "parents": []}, *principal_entities(identity)]), schema
-    )
-    request = {
-        "principal": {"type": "Teleport::User", "id": "olga"},
-        "action": {"type": "Teleport::Action", "id": GET},
-        "resource": GATEWAY,
-    }
+    JSON values, also those orjson cannot write, the decision, determining policies and kinds of error are the
+    wrapper's, in a batch too (each request answered in its place)."""
+    policies, schema = whole_set
+    identity, stranger = who("olga", roles), who("sam")
     context = {"input": arguments}
-    [answer] = decide([{**request, "context": context_text(context)}], policies, entities, schema)
-    expected = cedarpy.is_authorized({**request, "context": context}, policies, entities, schema)
-    diagnostics = answer["diagnostics"]
-    assert (answer["decision"], sorted(diagnostics.get("reason", [])), kinds(diagnostics["errors"])) == (
-        expected.decision.value,
-        sorted(expected.diagnostics.reasons),  # Cedar's own order varies from call to call
-        kinds(expected.diagnostics.errors),
+    requests = [cedar_request(identity, tool, context), cedar_request(stranger, tool, context)]
+    text = context_text(context)
+    answers = decide(
+        [{**request, "context": text} for request in requests], policies, entities_of(identity, schema), schema
     )
+    expected = cedarpy.is_authorized_batch(requests, policies, entities_of(identity, schema), schema)
+    assert len(answers) == len(expected) == 2
+    for answer, result in zip(answers, expected, strict=True):
+        diagnostics = answer["diagnostics"]
+        assert (answer["decision"], sorted(diagnostics.get("reason", [])), kinds(diagnostics["errors"])) == (
+            result.decision.value,
+            sorted(result.diagnostics.reasons),  # Cedar's own order varies from call to call
+            kinds(result.diagnostics.errors),
+        )
+
+
+def test_a_context_neither_path_can_write_is_refused_by_both(
+    whole_set: tuple[cedarpy.PolicySet, cedarpy.Schema],
+) -> None:
+    """A datetime (or a dataclass, or a subclass of a JSON type) is no JSON value: orjson is told to refuse it, so
+    it reaches the wrapper's encoder, which refuses it as before; the handler refuses the call (internal_error)."""
+    policies, schema = whole_set
+    context = {"input": {"order_id": datetime.datetime(2024, 1, 1)}}
+    with pytest.raises(TypeError):
+        context_text(context)
+    with pytest.raises(TypeError):
+        cedarpy.is_authorized(
+            cedar_request(who("olga"), GET, context), policies, entities_of(who("olga"), schema), schema
+        )
 
 
 def kinds(errors: list[str]) -> list[str]:

@@ -830,8 +830,18 @@ def test_cases_round_trip_through_run_tests_json(policies: Path) -> None:
             "maybe: expect must be allow or deny",
         ),
         ("name: not a list\nuser: alice\n", "expected a list of cases"),
+        (
+            "- name: dated\n  user: alice\n  tool: orders___get_order_tool\n  expect: allow\n"
+            "  arguments: {order_id: 2024-01-01}\n",
+            "dated: arguments must be JSON values (quote dates and times",
+        ),
+        (
+            "- name: not a number\n  user: alice\n  tool: orders___list_my_orders\n  expect: deny\n"
+            "  arguments: {filters: [.nan]}\n",
+            "not a number: arguments must be JSON values",
+        ),
     ],
-    ids=["missing-field", "bad-expect", "not-a-list"],
+    ids=["missing-field", "bad-expect", "not-a-list", "yaml-date", "yaml-nan"],
 )
 @pytest.mark.parametrize("command", ["test", "expand"])
 def test_malformed_yaml_case_is_a_usage_error(cli: Run, policies: Path, text: str, message: str, command: str) -> None:

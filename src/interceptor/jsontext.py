@@ -4,7 +4,8 @@ an answer is strict JSON) or that orjson cannot write (integers beyond 64 bits i
 
 `json.dumps` / `JSONEncoder.encode` build a new C encoder on every call (about 1.6 us of a 2.5 us encode of a
 `tools/call` body, measured 2026-11-30); the encoders here are CPython's own C encoder (`_json`, which `json` uses
-underneath), made once with the options that call would pass.
+underneath), made once with the options that call would pass. Also the one orjson option set that writes only
+what a JSON parser makes (`PLAIN_TYPES_ONLY`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ from collections.abc import Callable
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
+import orjson
+
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
+
+# orjson would also write subclasses, dataclasses and datetimes (whose own `__eq__` could then vouch for them in a
+# read-back): with these options it refuses them, as the standard encoder does.
+PLAIN_TYPES_ONLY = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 # NaN and Infinity refused. Built once: `json.loads` with options builds a decoder per call.
 STRICT_JSON = json.JSONDecoder(parse_constant=_no_constant)

@@ -35,6 +35,7 @@ import cedarpy
 import orjson
 from cedarpy import _internal as cedar_extension
 
+from interceptor import jsontext
 from interceptor.agents import Agent
 from interceptor.errors import Problems, Refusal
 from interceptor.lru import LRUDict
@@ -590,11 +591,14 @@ def _unquote(word: str) -> str:
 
 
 def context_text(context: Mapping[str, Any]) -> str:
-    """A request's context as the JSON text `decide` passes Cedar: written by orjson; what orjson refuses (no
-    JSON body holds it: an integer beyond 64 bits, a lone surrogate) as cedarpy's wrapper writes it, so Cedar
-    decides exactly as through the wrapper."""
+    """A request's context as the JSON text `decide` passes Cedar, for JSON values (what `authorize` takes: the
+    gateway proves a body holds only those at parse, the toolkit where it reads a case). orjson writes them as
+    cedarpy's wrapper (`json.dumps`) does, but for NaN and infinities (orjson: null; Cedar refuses both texts).
+    What orjson refuses, the wrapper's encoder writes or refuses as before: an integer beyond 64 bits (a body may
+    hold one), a lone surrogate, a key that is no string, and (`PLAIN_TYPES_ONLY`) a subclass, dataclass or
+    datetime a direct caller passes."""
     try:
-        return orjson.dumps(context).decode()
+        return orjson.dumps(context, option=jsontext.PLAIN_TYPES_ONLY).decode()
     except orjson.JSONEncodeError:
         return json.dumps(context)
 

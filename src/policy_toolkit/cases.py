@@ -36,6 +36,7 @@ case is judged on its own gate's answer.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -150,6 +151,15 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def _json_value(value: Any) -> bool:
+    """Only what a gateway body can hold (what the engine takes): YAML also makes dates, times, sets and bytes."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_value(v) for v in value)
+    return value is None or type(value) in (str, int, bool) or (type(value) is float and math.isfinite(value))
+
+
 _DENIED = {"user": Reason.POLICY_DENIED, "agent": Reason.AGENT_DENIED}
 
 
@@ -165,6 +175,10 @@ def from_yaml_item(item: Any, source: str) -> list[Case]:
         raise CaseError(f"{where}: traits must map names to lists of strings")
     if not isinstance(arguments, Mapping):
         raise CaseError(f"{where}: arguments must be a mapping")
+    if not _json_value(dict(arguments)):
+        raise CaseError(
+            f"{where}: arguments must be JSON values (quote dates and times: YAML reads 2024-01-01 as a date)"
+        )
     identity = Identity(str(item["user"]), tuple(roles), {k: tuple(v) for k, v in traits.items()}, "policy-tests", 0)
     expect: dict[str | None, Any] = {None: item["expect"]}
     policies: dict[str | None, Any] = {None: item.get("policies")}
