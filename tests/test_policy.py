@@ -414,8 +414,8 @@ def test_cedar_answers_as_through_its_public_wrapper(
 def test_a_context_neither_path_can_write_is_refused_by_both(
     whole_set: tuple[cedarpy.PolicySet, cedarpy.Schema],
 ) -> None:
-    """A datetime (or a dataclass, or a subclass of a JSON type) is no JSON value: orjson is told to refuse it, so
-    it reaches the wrapper's encoder, which refuses it as before; the handler refuses the call (internal_error)."""
+    """A datetime (or a dataclass) is no JSON value: orjson is told to refuse it, so it reaches the wrapper's
+    encoder, which refuses it as before; the handler would refuse the call (internal_error)."""
     policies, schema = whole_set
     context = {"input": {"order_id": datetime.datetime(2024, 1, 1)}}
     with pytest.raises(TypeError):

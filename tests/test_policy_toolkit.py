@@ -833,15 +833,21 @@ def test_cases_round_trip_through_run_tests_json(policies: Path) -> None:
         (
             "- name: dated\n  user: alice\n  tool: orders___get_order_tool\n  expect: allow\n"
             "  arguments: {order_id: 2024-01-01}\n",
-            "dated: arguments must be JSON values (quote dates and times",
+            "dated: arguments must be JSON values, as a gateway body holds them (a value is not a JSON type); "
+            "quote dates",
         ),
         (
             "- name: not a number\n  user: alice\n  tool: orders___list_my_orders\n  expect: deny\n"
             "  arguments: {filters: [.nan]}\n",
-            "not a number: arguments must be JSON values",
+            "not a number: arguments must be JSON values, as a gateway body holds them (a number is not finite)",
+        ),
+        (
+            "- name: endless\n  user: alice\n  tool: orders___list_my_orders\n  expect: deny\n"
+            "  arguments: {filters: &x [*x]}\n",
+            "endless: arguments must be JSON values, as a gateway body holds them (nested deeper than 64 levels)",
         ),
     ],
-    ids=["missing-field", "bad-expect", "not-a-list", "yaml-date", "yaml-nan"],
+    ids=["missing-field", "bad-expect", "not-a-list", "yaml-date", "yaml-nan", "yaml-cycle"],
 )
 @pytest.mark.parametrize("command", ["test", "expand"])
 def test_malformed_yaml_case_is_a_usage_error(cli: Run, policies: Path, text: str, message: str, command: str) -> None:
@@ -859,6 +865,17 @@ def test_malformed_run_tests_json_is_a_usage_error(cli: Run, policies: Path) -> 
     assert code == 2
     assert "hand.cedartests.json" in out
     assert "'no request'" in out
+
+
+def test_a_run_tests_input_no_gateway_body_holds_is_a_usage_error(cli: Run, policies: Path) -> None:
+    # json.loads reads NaN; a gateway body cannot hold it, so the engine is never asked about it
+    entries = json.loads(demo_json(policies).read_text(encoding="utf-8"))
+    entries[0]["request"]["context"]["input"]["order_id"] = float("nan")
+    write(policies / "tests" / "hand.cedartests.json", json.dumps(entries[:1]))
+    code, out = cli("test")
+    assert code == 2
+    assert "hand.cedartests.json" in out
+    assert "context.input is not strict JSON: a number is not finite" in out
 
 
 def test_a_malformed_decimal_in_run_tests_json_is_a_usage_error(cli: Run, policies: Path) -> None:
@@ -1052,8 +1069,16 @@ def test_explain_and_test_cases_strip_reserved_names_as_the_gateway_does(cli: Ru
     [
         (["explain", "--user", "alice"], "explain needs --user and --tool, or --event"),
         (["explain", "--user", "alice", "--tool", "orders___get_order_tool", "--args", "{not json"], "error:"),
+        (
+            ["explain", "--user", "alice", "--tool", "orders___get_order_tool", "--args", "[1]"],
+            "error: --args must be a JSON object as a gateway body holds it: it is not an object",
+        ),
+        (
+            ["explain", "--user", "alice", "--tool", "orders___list_my_orders", "--args", '{"limit": NaN}'],
+            "error: --args must be a JSON object as a gateway body holds it: a number is not finite",
+        ),
     ],
-    ids=["no-tool", "bad-args"],
+    ids=["no-tool", "bad-args", "args-not-an-object", "args-nan"],
 )
 def test_explain_usage_errors(cli: Run, argv: list[str], message: str) -> None:
     code, out = cli(*argv)

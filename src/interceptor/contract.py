@@ -218,9 +218,10 @@ def _check_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
     """At most MAX_DEPTH levels, only JSON types, string keys, no NaN or infinities (the Lambda runtime reads
     1e400 as inf), no lone surrogates. Everything downstream (policy, stamping, the answer) may then walk the body
     freely. The common case is decided in C (`_plainly_strict`); anything it cannot vouch for takes the exact
-    walk, which names the problem."""
-    if not _plainly_strict(body):
-        _walk_strict(body, rpc_id)
+    walk (`json_problem`), which names the problem."""
+    problem = None if _plainly_strict(body) else json_problem(body)
+    if problem is not None:
+        raise MalformedEvent(Reason.REQUEST_MALFORMED, f"request body is not strict JSON: {problem}", rpc_id)
 
 
 def _plainly_strict(body: Mapping[str, Any]) -> bool:
@@ -235,9 +236,12 @@ def _plainly_strict(body: Mapping[str, Any]) -> bool:
     return text.count(b"{") + text.count(b"[") <= MAX_DEPTH and orjson.loads(text) == body
 
 
-def _walk_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
-    """One iterative walk (never recursion) that raises MalformedEvent naming the first problem it meets."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
+def json_problem(value: Any) -> str | None:
+    """The first reason `value` is not what a strict JSON body may hold (exact JSON types, text keys, valid
+    Unicode, finite numbers, integers Python can write back, at most MAX_DEPTH levels), or None. One iterative
+    walk (never recursion: a cycle ends at the depth limit). The body check's exact path, and where the policy
+    toolkit reads arguments: the engine then sees only what the gateway could pass it."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, str):
@@ -246,12 +250,10 @@ def _walk_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
             problem = None if math.isfinite(node) else "a number is not finite"
         elif type(node) is dict or type(node) is list:  # what a JSON parser makes (a subclass may encode otherwise)
             if depth > MAX_DEPTH:
-                raise MalformedEvent(
-                    Reason.REQUEST_MALFORMED, f"request body nested deeper than {MAX_DEPTH} levels", rpc_id
-                )
+                return f"nested deeper than {MAX_DEPTH} levels"
             if type(node) is dict:
                 if not all(isinstance(key, str) and (key.isascii() or _utf8(key)) for key in node):
-                    raise MalformedEvent(Reason.REQUEST_MALFORMED, "an object key is not valid text", rpc_id)
+                    return "an object key is not valid text"
                 node = node.values()
             stack.extend((child, depth + 1) for child in node)
             continue
@@ -260,7 +262,8 @@ def _walk_strict(body: Mapping[str, Any], rpc_id: Any) -> None:
         else:
             problem = None if node is None else "a value is not a JSON type"
         if problem is not None:
-            raise MalformedEvent(Reason.REQUEST_MALFORMED, f"request body is not strict JSON: {problem}", rpc_id)
+            return problem
+    return None
 
 
 def _utf8(text: str) -> bool:

@@ -4,8 +4,8 @@ an answer is strict JSON) or that orjson cannot write (integers beyond 64 bits i
 
 `json.dumps` / `JSONEncoder.encode` build a new C encoder on every call (about 1.6 us of a 2.5 us encode of a
 `tools/call` body, measured 2026-11-30); the encoders here are CPython's own C encoder (`_json`, which `json` uses
-underneath), made once with the options that call would pass. Also the one orjson option set that writes only
-what a JSON parser makes (`PLAIN_TYPES_ONLY`).
+underneath), made once with the options that call would pass. Also the orjson options shared by the body check
+and Cedar's context (`PLAIN_TYPES_ONLY`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def _no_constant(name: str) -> Any:
 
 
 # orjson would also write subclasses, dataclasses and datetimes (whose own `__eq__` could then vouch for them in a
-# read-back): with these options it refuses them, as the standard encoder does.
+# read-back): with these options it refuses them, so they take the exact path (the walk; the standard encoder).
+# It still writes Enum and UUID values, which no JSON parser makes.
 PLAIN_TYPES_ONLY = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 # NaN and Infinity refused. Built once: `json.loads` with options builds a decoder per call.

@@ -36,7 +36,6 @@ case is judged on its own gate's answer.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -47,6 +46,7 @@ import yaml
 
 from interceptor import spiffe
 from interceptor.agents import Agent
+from interceptor.contract import json_problem
 from interceptor.policy import (
     ACTION_TYPE,
     AGENT_TYPE,
@@ -151,15 +151,6 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _json_value(value: Any) -> bool:
-    """Only what a gateway body can hold (what the engine takes): YAML also makes dates, times, sets and bytes."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _json_value(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_json_value(v) for v in value)
-    return value is None or type(value) in (str, int, bool) or (type(value) is float and math.isfinite(value))
-
-
 _DENIED = {"user": Reason.POLICY_DENIED, "agent": Reason.AGENT_DENIED}
 
 
@@ -175,9 +166,11 @@ def from_yaml_item(item: Any, source: str) -> list[Case]:
         raise CaseError(f"{where}: traits must map names to lists of strings")
     if not isinstance(arguments, Mapping):
         raise CaseError(f"{where}: arguments must be a mapping")
-    if not _json_value(dict(arguments)):
+    problem = json_problem(dict(arguments))
+    if problem is not None:
         raise CaseError(
-            f"{where}: arguments must be JSON values (quote dates and times: YAML reads 2024-01-01 as a date)"
+            f"{where}: arguments must be JSON values, as a gateway body holds them ({problem}); quote dates: YAML "
+            "reads 2024-01-01 as a date"
         )
     identity = Identity(str(item["user"]), tuple(roles), {k: tuple(v) for k, v in traits.items()}, "policy-tests", 0)
     expect: dict[str | None, Any] = {None: item["expect"]}
@@ -259,7 +252,7 @@ def from_cedar(entry: Mapping[str, Any], source: str) -> Case:
             source,
             identity,
             request["action"]["id"],
-            _agent_arguments(_from_cedar_value(request["context"].get("input", {}))),
+            _agent_arguments(_from_cedar_value(_json_input(request["context"].get("input", {})))),
             entry["decision"] == "allow",
             tuple(entry.get("reason", [])),
             int(entry.get("num_errors", 0)),
@@ -268,6 +261,14 @@ def from_cedar(entry: Mapping[str, Any], source: str) -> Case:
         )
     except (KeyError, TypeError, AttributeError, StopIteration, ArithmeticError) as exc:
         raise CaseError(f"{source}: case {entry.get('name', '?')!r} is not a run-tests case ({exc})") from None
+
+
+def _json_input(value: Any) -> Any:
+    """A run-tests case's `context.input` as a gateway body could hold it (`json.loads` also reads NaN)."""
+    problem = json_problem(value)
+    if problem is not None:
+        raise TypeError(f"context.input is not strict JSON: {problem}")
+    return value
 
 
 def load_yaml(path: Path) -> list[Case]:

@@ -24,6 +24,7 @@ import cedarpy
 
 from interceptor import spiffe
 from interceptor.agents import Agent
+from interceptor.contract import json_problem
 from interceptor.logs import SERVICE
 from interceptor.policy import (
     BUNDLE_FILE,
@@ -281,7 +282,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
             return 2
         agent = Agent(args.agent, *parsed, "explain", 0)
     identity = Identity(args.user, roles, traits, "explain", 0)
-    return _print_decision(args.tool, identity, PolicyEngine.load(args.dir), json.loads(args.args), agent)
+    arguments = json.loads(args.args)
+    problem = "it is not an object" if not isinstance(arguments, dict) else json_problem(arguments)
+    if problem is not None:  # the engine sees only what a gateway body could hold
+        raise ValueError(f"--args must be a JSON object as a gateway body holds it: {problem}")
+    return _print_decision(args.tool, identity, PolicyEngine.load(args.dir), arguments, agent)
 
 
 def _explain_event(args: argparse.Namespace) -> int:
